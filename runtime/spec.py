@@ -1,0 +1,263 @@
+"""The model spec: the one definition of how pixels become keypoints.
+
+It travels inside the exported ``.onnx`` file (``metadata_props["posezoo.spec"]``, JSON) and is
+read back through onnxruntime alone, so a deployed model needs nothing beside itself. Training
+builds the same object for its own evaluation, so train- and deploy-time geometry cannot drift.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+SCHEMA_VERSION = "1.0"
+METADATA_KEY = "posezoo.spec"
+GRAPH_HASH_KEY = "posezoo.graph_sha256"
+
+INTERPOLATIONS = ("nearest", "linear", "area", "cubic")
+RESIZE_POLICIES = ("none", "scale", "fit")
+
+
+class SpecError(ValueError):
+    """A spec that is missing, malformed or inconsistent; the message names the file and field."""
+
+
+@dataclass
+class InputSpec:
+    """The graph's image input: raw frames, normalisation happens inside the graph."""
+
+    name: str = "frames"
+    layout: str = "NHWC"
+    dtype: str = "uint8"
+    color: str = "RGB"
+    dynamic_axes: list[str] = field(default_factory=lambda: ["batch", "height", "width"])
+    size: list[int] | None = None  # [height, width] when the spatial size is fixed
+    size_multiple: int = 32  # dynamic sizes are padded (bottom/right) up to a multiple of this
+
+    def validate(self, where: str) -> None:
+        _check(self.layout == "NHWC", where, "input.layout", f"only NHWC is supported, got {self.layout!r}")
+        _check(self.dtype == "uint8", where, "input.dtype", f"only uint8 is supported, got {self.dtype!r}")
+        _check(self.color in ("RGB", "BGR"), where, "input.color", f"must be RGB or BGR, got {self.color!r}")
+        _check(self.size_multiple >= 1, where, "input.size_multiple", "must be >= 1")
+        unknown = set(self.dynamic_axes) - {"batch", "height", "width"}
+        _check(not unknown, where, "input.dynamic_axes", f"unknown axes {sorted(unknown)}")
+        spatial_dynamic = {"height", "width"} <= set(self.dynamic_axes)
+        if self.size is None:
+            _check(spatial_dynamic, where, "input.size", "required when height/width are not dynamic")
+        else:
+            _check(len(self.size) == 2 and all(s > 0 for s in self.size), where, "input.size",
+                   f"must be [height, width] of positive ints, got {self.size!r}")
+
+
+@dataclass
+class PreprocessSpec:
+    """Host-side geometry, applied by the runtime before the graph and undone on its output.
+
+    Order: crop (optional, DeepLabCut's x1, x2, y1, y2) -> resize -> pad bottom/right.
+    ``resize``: "none"; "scale" multiplies both sides by ``scale``; "fit" letterboxes into the fixed
+    ``input.size`` keeping the aspect ratio. Pixel centres are aligned (as cv2.resize does).
+    """
+
+    resize: str = "scale"
+    scale: float = 1.0
+    interpolation: str = "area"
+    pad_value: int = 0
+    crop: list[int] | None = None
+
+    def validate(self, where: str) -> None:
+        _check(self.resize in RESIZE_POLICIES, where, "preprocess.resize",
+               f"must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        _check(self.interpolation in INTERPOLATIONS, where, "preprocess.interpolation",
+               f"must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        _check(self.scale > 0, where, "preprocess.scale", f"must be > 0, got {self.scale}")
+        _check(0 <= self.pad_value <= 255, where, "preprocess.pad_value", "must be in 0..255")
+        if self.crop is not None:
+            ok = len(self.crop) == 4 and self.crop[1] > self.crop[0] and self.crop[3] > self.crop[2]
+            _check(ok, where, "preprocess.crop", f"must be [x1, x2, y1, y2] with x2 > x1, y2 > y1, got {self.crop}")
+
+
+@dataclass
+class OutputSpec:
+    name: str
+    shape: list[Any]
+    meaning: str = ""
+
+
+@dataclass
+class DecodeSpec:
+    """What the graph bakes in, recorded for reference and for the framework-side decoder."""
+
+    method: str = "argmax+locref"
+    stride: int = 8
+    offset: float = 3.5  # heatmap cell (r, c) stands for input pixel (c*stride+offset, r*stride+offset)
+    locref_scale: float = 7.2
+
+
+@dataclass
+class Spec:
+    name: str
+    keypoints: list[str]
+    input: InputSpec = field(default_factory=InputSpec)
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    outputs: dict[str, OutputSpec] = field(default_factory=dict)
+    decode: DecodeSpec = field(default_factory=DecodeSpec)
+    skeleton: list[list[str]] = field(default_factory=list)
+    pcutoff: float = 0.6
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.outputs:
+            k = len(self.keypoints)
+            self.outputs = {"keypoints": OutputSpec("keypoints", ["batch", k, 3],
+                                                    "x, y, score per keypoint in input-tensor pixels")}
+
+    # -- validation ---------------------------------------------------------------------------
+    def validate(self, where: str = "<spec>") -> "Spec":
+        _check(bool(self.keypoints), where, "keypoints", "must list at least one keypoint")
+        _check(len(set(self.keypoints)) == len(self.keypoints), where, "keypoints", "names must be unique")
+        for i, pair in enumerate(self.skeleton):
+            ok = len(pair) == 2 and all(p in self.keypoints for p in pair)
+            _check(ok, where, f"skeleton[{i}]", f"must be two keypoint names, got {pair!r}")
+        _check(0.0 <= self.pcutoff <= 1.0, where, "pcutoff", f"must be in [0, 1], got {self.pcutoff}")
+        _check("keypoints" in self.outputs, where, "outputs.keypoints", "the keypoints output is required")
+        self.input.validate(where)
+        self.preprocess.validate(where)
+        if self.input.size is not None and "height" not in self.input.dynamic_axes:
+            _check(self.preprocess.resize in ("fit", "none"), where, "preprocess.resize",
+                   "a fixed input size needs resize 'fit' (or 'none' with frames of exactly that size)")
+        _check(self.decode.stride >= 1, where, "decode.stride", "must be >= 1")
+        return self
+
+    # -- (de)serialisation --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "<spec>") -> "Spec":
+        if not isinstance(data, Mapping):
+            raise SpecError(f"{where}: the spec must be a JSON object, got {type(data).__name__}")
+        version = _get(data, "schema_version", str, where)
+        major = version.split(".")[0]
+        if major != SCHEMA_VERSION.split(".")[0]:
+            raise SpecError(f"{where}: spec schema_version {version} is not supported by this posezoo "
+                            f"(understands {SCHEMA_VERSION}); upgrade posezoo or re-export the model")
+        outputs_raw = _get(data, "outputs", dict, where)
+        outputs = {key: _build(OutputSpec, val, where, f"outputs.{key}") for key, val in outputs_raw.items()}
+        spec = cls(
+            schema_version=version,
+            name=_get(data, "name", str, where),
+            keypoints=_get(data, "keypoints", list, where),
+            skeleton=[list(p) for p in _get(data, "skeleton", list, where)],
+            pcutoff=float(_get(data, "pcutoff", (int, float), where)),
+            input=_build(InputSpec, _get(data, "input", dict, where), where, "input"),
+            preprocess=_build(PreprocessSpec, _get(data, "preprocess", dict, where), where, "preprocess"),
+            outputs=outputs,
+            decode=_build(DecodeSpec, _get(data, "decode", dict, where), where, "decode"),
+            provenance=_get(data, "provenance", dict, where),
+        )
+        for i, name in enumerate(spec.keypoints):
+            _check(isinstance(name, str), where, f"keypoints[{i}]", f"must be a string, got {name!r}")
+        return spec.validate(where)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "<spec>") -> "Spec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{where}: the embedded spec is not valid JSON ({exc})") from None
+        return cls.from_dict(data, where)
+
+    def skeleton_indices(self) -> list[tuple[int, int]]:
+        index = {name: i for i, name in enumerate(self.keypoints)}
+        return [(index[a], index[b]) for a, b in self.skeleton]
+
+
+def read_spec(path: str | Path) -> Spec:
+    """Read the spec embedded in an .onnx file (through onnxruntime; no `onnx` needed)."""
+    from .session import open_session  # local: keeps `import spec` free of onnxruntime
+
+    session = open_session(path, providers=["CPUExecutionProvider"])
+    return spec_from_session(session, path)
+
+
+def spec_from_session(session: Any, path: str | Path) -> Spec:
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise SpecError(f"{path}: this ONNX file carries no posezoo spec (metadata key {METADATA_KEY!r}); "
+                        "export it with `posezoo export` or embed a spec with posezoo.runtime.spec.embed_spec")
+    return Spec.from_json(meta[METADATA_KEY], str(path))
+
+
+def embed_spec(model: Any, spec: Spec) -> Any:
+    """Write ``spec`` (and the graph's hash) into an ``onnx.ModelProto``'s metadata_props.
+
+    Duck-typed so the runtime need not import ``onnx``; replaces any earlier posezoo entries.
+    """
+    from .onnxfile import graph_sha256_of_model
+
+    spec.validate()
+    keep = [(p.key, p.value) for p in model.metadata_props if p.key not in (METADATA_KEY, GRAPH_HASH_KEY)]
+    del model.metadata_props[:]
+    for key, value in keep + [(METADATA_KEY, spec.to_json()), (GRAPH_HASH_KEY, graph_sha256_of_model(model))]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _check(ok: bool, where: str, key: str, problem: str) -> None:
+    if not ok:
+        raise SpecError(f"{where}: spec field '{key}' {problem}")
+
+
+def _get(data: Mapping[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise SpecError(f"{where}: spec field '{key}' is missing")
+    value = data[key]
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in _as_tuple(types):
+        expected = " or ".join(t.__name__ for t in _as_tuple(types))
+        raise SpecError(f"{where}: spec field '{key}' must be {expected}, got {type(value).__name__}")
+    return value
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _build(cls: type, data: Any, where: str, key: str) -> Any:
+    """Construct a section dataclass, refusing unknown keys and wrong basic types by name."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: spec field '{key}' must be an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise SpecError(f"{where}: spec field '{key}' has unknown keys {sorted(unknown)}")
+    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise SpecError(f"{where}: spec field '{key}.{missing[0]}' is missing")
+    for name, value in data.items():
+        expected = _EXPECTED.get(f"{cls.__name__}.{name}")
+        if expected is not None and not (isinstance(value, expected) and not isinstance(value, bool)):
+            if not (value is None and _NULLABLE.get(f"{cls.__name__}.{name}")):
+                names = " or ".join(t.__name__ for t in _as_tuple(expected))
+                raise SpecError(f"{where}: spec field '{key}.{name}' must be {names}, got {type(value).__name__}")
+    return cls(**dict(data))
+
+
+_NUM = (int, float)
+_EXPECTED: dict[str, type | tuple[type, ...]] = {
+    "InputSpec.name": str, "InputSpec.layout": str, "InputSpec.dtype": str, "InputSpec.color": str,
+    "InputSpec.dynamic_axes": list, "InputSpec.size": list, "InputSpec.size_multiple": int,
+    "PreprocessSpec.resize": str, "PreprocessSpec.scale": _NUM, "PreprocessSpec.interpolation": str,
+    "PreprocessSpec.pad_value": int, "PreprocessSpec.crop": list,
+    "OutputSpec.name": str, "OutputSpec.shape": list, "OutputSpec.meaning": str,
+    "DecodeSpec.method": str, "DecodeSpec.stride": int, "DecodeSpec.offset": _NUM, "DecodeSpec.locref_scale": _NUM,
+}
+_NULLABLE = {"InputSpec.size": True, "PreprocessSpec.crop": True}
