@@ -488,7 +488,8 @@ class ResultsWriter:
         # seek the video to frame `start`, then append the remaining frames and close()
 
     The partial survives a crash or kill. Inside ``with`` an exception aborts (deletes the
-    partial) unless ``keep_partial=True``, which keeps it for a later ``resume``.
+    partial) unless ``keep_partial=True``, which keeps it for a later ``resume``. A plain
+    ``ResultsWriter(...)`` (no resume) discards any stale partial and starts at frame 0.
     """
 
     def __init__(
