@@ -1,0 +1,93 @@
+"""Model cards: a README.md generated from an entry (and its spec when the model is at hand)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .entry import ZooEntry
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return "`" + json.dumps(value, sort_keys=True) + "`"
+    return str(value)
+
+
+def _table(rows: dict[str, Any], header: tuple[str, str]) -> list[str]:
+    lines = [f"| {header[0]} | {header[1]} |", "| --- | --- |"]
+    for key, value in rows.items():
+        if isinstance(value, dict) and value and all(not isinstance(v, (dict, list)) for v in value.values()):
+            lines += [f"| {key}.{k} | {_value(v)} |" for k, v in value.items()]
+        else:
+            lines.append(f"| {key} | {_value(value)} |")
+    return lines
+
+
+def model_card(entry: ZooEntry, spec: dict[str, Any] | None = None) -> str:
+    """Markdown card: what the model detects, how well, from what data, and how to use it."""
+    out = [f"# {entry.name} {entry.version}", ""]
+    if entry.description:
+        out += [entry.description, ""]
+    out += [
+        f"- License: {entry.license or 'not stated'}",
+        f"- Created: {entry.created or 'unknown'}",
+        f"- Spec schema: {entry.spec_schema_version}",
+        f"- Size: {human_size(entry.size)}",
+        "",
+        "## Keypoints",
+        "",
+    ]
+    out += [f"{i}. {k}" for i, k in enumerate(entry.keypoints, 1)] or ["(none listed)"]
+    out += ["", "## Skeleton", ""]
+    out += [f"- {' - '.join(map(str, pair))}" for pair in entry.skeleton] or ["(none)"]
+    out += ["", "## Metrics", ""]
+    out += _table(entry.metrics, ("metric", "value")) if entry.metrics else ["(none reported)"]
+    out += ["", "## Training data", ""]
+    if isinstance(entry.training_data, dict):
+        out += _table(entry.training_data, ("field", "value"))
+    else:
+        out += [str(entry.training_data) if entry.training_data else "(not stated)"]
+    parity = entry.provenance.get("parity")
+    out += ["", "## Export parity", ""]
+    if isinstance(parity, dict):
+        out += _table(parity, ("check", "value"))
+    else:
+        out += [_value(parity) if parity is not None else "(not recorded)"]
+    if spec is not None:
+        inp, pre = spec.get("input", {}), spec.get("preprocess", {})
+        out += ["", "## Input", "",
+                f"- Tensor `{inp.get('name')}`: {inp.get('layout')} {inp.get('dtype')} "
+                f"{inp.get('color')}, size {inp.get('size') or 'dynamic'}, "
+                f"padded to a multiple of {inp.get('size_multiple')}",
+                f"- Preprocess: resize {pre.get('resize')} (scale {pre.get('scale')}, "
+                f"{pre.get('interpolation')}), crop {pre.get('crop')}",
+                f"- Default pcutoff: {spec.get('pcutoff')}"]
+    rest = {k: v for k, v in entry.provenance.items() if k != "parity"}
+    out += ["", "## Provenance", ""]
+    out += _table(rest, ("field", "value")) if rest else ["(not recorded)"]
+    out += [
+        "", "## Use", "",
+        "```",
+        f"posezoo zoo pull {entry.ref}",
+        "```", "",
+        "```python",
+        "from posezoo.runtime import PoseModel",
+        f'model = PoseModel.load("zoo:{entry.ref}")',
+        "keypoints = model(frame_bgr)  # (K, 3): x, y, score",
+        "```", "",
+        "## Files", "",
+        "| file | size | sha256 |", "| --- | --- | --- |",
+    ]
+    out += [f"| {f.name} | {human_size(f.size)} | `{f.sha256}` |" for f in entry.files]
+    return "\n".join(out) + "\n"

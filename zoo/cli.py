@@ -1,0 +1,223 @@
+"""`posezoo zoo ...` commands: list, info, pull, pack, publish, serve.
+
+`add_zoo_commands(subparsers)` plugs them into the main `posezoo` parser; every command sets
+`func(args) -> int` (an exit code). `python -m posezoo.zoo` runs them on their own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import cache
+from .card import human_size, model_card
+from .entry import ZooEntry
+from .errors import ZooError
+from .names import parse_ref, version_key
+from .resolve import Catalogue, find_entry, load_catalogue, pull, resolve_model
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _guard(fn: Handler) -> Handler:
+    """Turn ZooError into one clear line on stderr and exit code 1, not a traceback."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except ZooError as exc:
+            print(f"posezoo zoo: error: {exc}", file=sys.stderr)
+            return 1
+    run.__name__ = fn.__name__
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cache_state(entry: ZooEntry) -> bool:
+    cached = cache.cached_entry(entry.name, entry.version)
+    return cached is not None and cache.same_files(cached, entry) and cache.is_complete(cached)
+
+
+def _all_entries(catalogue: Catalogue) -> list[tuple[ZooEntry, bool]]:
+    """Index entries plus cached versions no source lists any more (useful offline)."""
+    rows = [(e, _cache_state(e)) for e in catalogue.entries]
+    listed = {e.ref for e in catalogue.entries}
+    rows += [(e, True) for e in cache.cached_entries() if e.ref not in listed]
+    return sorted(rows, key=lambda r: (r[0].name, version_key(r[0].version)))
+
+
+def _warn(problems: list[str]) -> None:
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+
+
+@_guard
+def cmd_list(args: argparse.Namespace) -> int:
+    catalogue = load_catalogue()
+    rows = _all_entries(catalogue)
+    _warn(catalogue.problems)
+    if args.json:
+        doc = [{**e.to_dict(), "cached": c, "source": e.source} for e, c in rows]
+        print(json.dumps(doc, indent=2))
+        return 0
+    if not rows:
+        print("no models found in the zoo sources")
+        return 0
+
+    def keypoints(e: ZooEntry) -> str:
+        names = ", ".join(e.keypoints)
+        return f"{len(e.keypoints)} ({names[:37] + '...' if len(names) > 40 else names})"
+
+    table = [[e.name, e.version, keypoints(e), human_size(e.size), "yes" if c else "no"] for e, c in rows]
+    print(_table(table, ["NAME", "VERSION", "KEYPOINTS", "SIZE", "CACHED"]))
+    return 0
+
+
+def _entry_for(ref: str) -> ZooEntry:
+    """The index entry, or the cached one when no source lists it (offline)."""
+    try:
+        return find_entry(ref)
+    except ZooError:
+        name, version = parse_ref(ref)
+        versions = [e for e in cache.cached_versions(name) if version in (None, e.version)]
+        if not versions:
+            raise
+        return versions[-1]
+
+
+@_guard
+def cmd_info(args: argparse.Namespace) -> int:
+    entry = _entry_for(args.ref)
+    cached = _cache_state(entry)
+    path = cache.model_path(entry)
+    if args.json:
+        print(json.dumps({**entry.to_dict(), "source": entry.source, "cached": cached,
+                          "path": str(path) if cached else None}, indent=2))
+        return 0
+    spec: dict[str, Any] | None = None
+    if cached:
+        from posezoo.runtime.spec import read_spec
+
+        spec = read_spec(path).to_dict()
+    print(model_card(entry, spec))
+    print(f"Source: {entry.source}")
+    print(f"Cached: {path}" if cached else f"Not cached (run `posezoo zoo pull {entry.ref}`)")
+    return 0
+
+
+@_guard
+def cmd_pull(args: argparse.Namespace) -> int:
+    if args.force:
+        path = pull(find_entry(args.ref), quiet=args.quiet, force=True)
+    else:
+        path = resolve_model(args.ref, quiet=args.quiet)
+    print(path)
+    return 0
+
+
+@_guard
+def cmd_pack(args: argparse.Namespace) -> int:
+    from .packing import pack
+
+    metrics = None
+    if args.metrics:
+        try:
+            metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ZooError(f"{args.metrics}: cannot read metrics JSON: {exc}") from None
+        if not isinstance(metrics, dict):
+            raise ZooError(f"{args.metrics}: metrics must be a JSON object")
+    out = pack(args.model, args.output, name=args.name, version=args.version,
+               description=args.description, license=args.license,
+               training_data=args.training_data, metrics=metrics, force=args.force)
+    print(f"packed {out} (publish it with `posezoo zoo publish {out} ZOO_DIR`)")
+    return 0
+
+
+@_guard
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .packing import publish
+
+    entry = publish(args.entry_dir, args.zoo_dir, force=args.force)
+    print(f"published {entry.ref} to {Path(args.zoo_dir) / 'index.json'}")
+    return 0
+
+
+@_guard
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(args.zoo_dir, host=args.host, port=args.port)
+    return 0
+
+
+def add_zoo_commands(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `zoo` command (with its sub-commands) to an argparse subparsers object."""
+    zoo = subparsers.add_parser(
+        "zoo", help="list, download, pack, publish and serve shared models",
+        description="The model zoo. Sources: POSEZOO_ZOO (comma- or os.pathsep-separated URLs "
+                    "or directories), else `zoo_sources` in $POSEZOO_HOME/config.yaml, then the "
+                    "built-in index. Cache: $POSEZOO_HOME/models. POSEZOO_OFFLINE=1 uses the "
+                    "cache only; POSEZOO_CA_BUNDLE sets the TLS trust store.")
+    sub = zoo.add_subparsers(dest="zoo_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("list", help="models from all sources, and whether they are cached")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="print a model's card")
+    p.add_argument("ref", metavar="NAME[@VERSION]")
+    p.add_argument("--json", action="store_true", help="print the entry as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("pull", help="download and verify a model into the cache")
+    p.add_argument("ref", metavar="NAME[@VERSION]", help="latest version when omitted")
+    p.add_argument("--force", action="store_true", help="download again even if cached")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser(
+        "pack", help="make a zoo entry (model, entry.json, README.md) from an exported model",
+        description="RUN_OR_ONNX is an exported .onnx file or a directory that holds exactly one "
+                    ".onnx file (model.onnx is preferred when there are several). Name, keypoints, "
+                    "skeleton, metrics and provenance come from the model's embedded spec.")
+    p.add_argument("model", metavar="RUN_OR_ONNX")
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="entry directory to write")
+    p.add_argument("--name", help="entry name (default: the spec's name)")
+    p.add_argument("--version", default="1.0.0", help="entry version (default: %(default)s)")
+    p.add_argument("--description", default="", help="one-paragraph description")
+    p.add_argument("--license", default="", help="license of the weights, e.g. CC-BY-4.0")
+    p.add_argument("--training-data", default=None,
+                   help="what it was trained on (default: the spec's provenance dataset)")
+    p.add_argument("--metrics", metavar="JSON", help="metrics JSON file (default: from the spec)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty DIR")
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("publish", help="copy a packed entry into a zoo directory and index it")
+    p.add_argument("entry_dir", metavar="ENTRY_DIR")
+    p.add_argument("zoo_dir", metavar="ZOO_DIR")
+    p.add_argument("--force", action="store_true", help="replace an existing NAME@VERSION")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("serve", help="serve a zoo directory over HTTP (with resumable downloads)")
+    p.add_argument("zoo_dir", metavar="ZOO_DIR")
+    p.add_argument("--port", type=int, default=8000, help="default: %(default)s; 0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: %(default)s, this machine only)")
+    p.set_defaults(func=cmd_serve)
+    return zoo
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="posezoo")
+    add_zoo_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)

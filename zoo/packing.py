@@ -1,0 +1,153 @@
+"""Make zoo entries from exported models (`pack`) and add them to a zoo directory (`publish`).
+
+An entry directory holds the model, its model card (README.md) and entry.json whose file URLs
+are plain file names. Publishing copies it to `<zoo>/models/<name>/<version>/` and lists it in
+`<zoo>/index.json` with URLs relative to the index, so the zoo works from disk or over HTTP.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .card import model_card
+from .entry import ZooEntry, ZooFile
+from .errors import IntegrityError, ZooError
+from .files import atomic_copy, atomic_write_text, sha256_file
+from .names import validate_name, validate_version, version_key
+from .sources import INDEX_NAME, INDEX_SCHEMA_VERSION, parse_index
+
+ENTRY_FILE = "entry.json"
+CARD_FILE = "README.md"
+
+
+def find_model_file(run_or_onnx: Path) -> Path:
+    """An .onnx file as given, or the single model in a directory (model.onnx preferred)."""
+    path = Path(run_or_onnx).expanduser()
+    if path.is_file():
+        if path.suffix != ".onnx":
+            raise ZooError(f"{path}: expected an .onnx file or a directory holding one")
+        return path
+    if not path.is_dir():
+        raise ZooError(f"{path}: no such file or directory")
+    if (path / "model.onnx").is_file():
+        return path / "model.onnx"
+    models = sorted(p for p in path.glob("*.onnx") if p.is_file())
+    if len(models) != 1:
+        found = ", ".join(p.name for p in models) or "none"
+        raise ZooError(f"{path}: expected exactly one .onnx file (or model.onnx), found {found}; "
+                       "export the run first or pass the .onnx file itself")
+    return models[0]
+
+
+def _metrics_from(provenance: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(provenance.get("metrics"), dict):
+        return dict(provenance["metrics"])
+    return {split: provenance[f"{split}_metrics"] for split in ("train", "test")
+            if isinstance(provenance.get(f"{split}_metrics"), dict)}
+
+
+def _file_record(path: Path) -> ZooFile:
+    return ZooFile(name=path.name, url=path.name, sha256=sha256_file(path), size=path.stat().st_size)
+
+
+def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None,
+         version: str = "1.0.0", description: str = "", license: str = "",
+         training_data: Any = None, metrics: dict[str, Any] | None = None,
+         force: bool = False) -> Path:
+    """Write an entry directory (model, entry.json, README.md) for an exported model."""
+    from posezoo.runtime.session import ModelLoadError
+    from posezoo.runtime.spec import SpecError, read_spec
+
+    model = find_model_file(Path(run_or_onnx))
+    try:
+        spec = read_spec(model)
+    except (SpecError, ModelLoadError) as exc:  # both name the file and the problem
+        raise ZooError(str(exc)) from None
+    name = name or spec.name
+    try:
+        validate_name(name)
+    except ZooError as exc:
+        raise ZooError(f"{exc}; pass a valid --name") from None
+    validate_version(version)
+    out = Path(output).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ZooError(f"{out}: directory is not empty; choose another --output or pass --force")
+    out.mkdir(parents=True, exist_ok=True)
+
+    spec_dict = spec.to_dict()
+    provenance = dict(spec.provenance)
+    dest = out / f"{name}.onnx"
+    atomic_copy(model, dest)
+    entry = ZooEntry(
+        name=name, version=version, files=[_file_record(dest)], description=description,
+        keypoints=list(spec.keypoints), skeleton=[list(p) for p in spec.skeleton], license=license,
+        training_data=training_data if training_data is not None else provenance.get("dataset"),
+        metrics=metrics if metrics is not None else _metrics_from(provenance),
+        spec_schema_version=str(spec.schema_version),
+        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        provenance=provenance,
+    )
+    atomic_write_text(out / CARD_FILE, model_card(entry, spec_dict))
+    entry.files.append(_file_record(out / CARD_FILE))
+    atomic_write_text(out / ENTRY_FILE, json.dumps(entry.to_dict(), indent=2) + "\n")
+    return out
+
+
+def read_entry_dir(entry_dir: Path) -> ZooEntry:
+    """The entry of a packed directory, with every file checked against its size and sha256."""
+    path = entry_dir / ENTRY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ZooError(f"{path}: not valid JSON: {exc}") from None
+    entry = ZooEntry.from_dict(data, source=str(path))
+    for f in entry.files:
+        file = entry_dir / f.name
+        if not file.is_file():
+            raise ZooError(f"{path}: lists {f.name} but {file} does not exist")
+        actual = sha256_file(file)
+        if file.stat().st_size != f.size or actual != f.sha256:
+            raise IntegrityError(f"{file}: does not match {path} (sha256 {actual}, entry says "
+                                 f"{f.sha256}); re-run `posezoo zoo pack`")
+    return entry
+
+
+def _read_raw_index(index: Path) -> list[dict[str, Any]]:
+    if not index.exists():
+        return []
+    data = index.read_bytes()
+    parse_index(data, str(index))  # validates schema version and every entry
+    return list(json.loads(data)["entries"])
+
+
+def publish(entry_dir: str | Path, zoo_dir: str | Path, *, force: bool = False) -> ZooEntry:
+    """Copy a packed entry into `zoo_dir` and list it in its index.json (atomically).
+
+    Refuses to replace an existing name@version unless `force`. Concurrent publishes to one
+    zoo directory are not serialised: run them one at a time.
+    """
+    entry_dir, zoo = Path(entry_dir).expanduser(), Path(zoo_dir).expanduser()
+    entry = read_entry_dir(entry_dir)
+    index = zoo / INDEX_NAME
+    raw_entries = _read_raw_index(index)
+    same = [i for i, e in enumerate(raw_entries) if (e["name"], e["version"]) == (entry.name, entry.version)]
+    if same and not force:
+        raise ZooError(f"{entry.ref} is already published in {index}; pass --force to replace it")
+    target = zoo / "models" / entry.name / entry.version
+    for f in entry.files:
+        atomic_copy(entry_dir / f.name, target / f.name)
+    atomic_write_text(target / ENTRY_FILE, json.dumps(entry.to_dict(), indent=2) + "\n")
+    record = entry.to_dict()
+    record["files"] = [{**f.to_dict(), "url": f"models/{entry.name}/{entry.version}/{f.name}"}
+                       for f in entry.files]
+    raw_entries = [e for i, e in enumerate(raw_entries) if i not in same] + [record]
+    raw_entries.sort(key=lambda e: (e["name"], version_key(e["version"])))
+    doc = {"schema_version": INDEX_SCHEMA_VERSION, "entries": raw_entries}
+    atomic_write_text(index, json.dumps(doc, indent=2) + "\n")
+    return entry
