@@ -473,6 +473,22 @@ def write_results(
     return out
 
 
+def write_image_predictions(path: str | os.PathLike[str], images: Sequence[str], coords: np.ndarray,
+                            bodyparts: Sequence[str], scorer: str) -> Path:
+    """Predictions on image files in DLC's layout, rows indexed by image path; .csv or .h5 by suffix."""
+    out = Path(path)
+    if out.suffix not in (".csv", ".h5"):
+        raise ValueError(f"{out}: the output table must end in .csv or .h5")
+    df = pd.DataFrame(_as_rows(coords, len(bodyparts), None), columns=_result_columns(bodyparts, scorer, None),
+                      index=pd.Index([str(i) for i in images]))
+    with atomic_output(out) as tmp:
+        if out.suffix == ".csv":
+            df.to_csv(tmp)
+        else:
+            df.to_hdf(tmp, key=DLC_KEY, format="table", mode="w")
+    return out
+
+
 class ResultsWriter:
     """Stream video results to DLC's .h5 layout with flat memory, atomically on close.
 

@@ -1,0 +1,111 @@
+"""`posezoo train` and `posezoo export`: the parsers live in the runtime, the work in training/export.
+
+Handlers import their backend only when run, so the light install's `--help` still works and a
+missing backend gets a message naming the extra to install.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from .cli import CommandError, require_extra
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--set expects KEY=VALUE (e.g. train.epochs=50), got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.resume and args.output is None:
+        raise CommandError("--resume needs --output RUN_DIR (the run to continue)")
+    if not args.resume and args.project is None:
+        raise CommandError("give the DeepLabCut project directory (or its config.yaml) to train on")
+    if args.backend:
+        require_extra({"torch": "torch", "tf": "tensorflow"}[args.backend], args.backend)
+    from posezoo.training.api import train
+
+    overrides = _parse_sets(args.set)
+    t0 = time.perf_counter()
+    run_dir = train(args.project, backend=args.backend, output=args.output, config=args.config,
+                    resume=args.resume, progress=not args.quiet, model=args.model, epochs=args.epochs,
+                    batch_size=args.batch_size, time_limit_minutes=args.time_limit, **overrides)
+    _print_metrics(run_dir)
+    print(f"run directory: {run_dir}  ({time.perf_counter() - t0:.0f} s)")
+    print(f"next: posezoo export {run_dir}")
+    return 0
+
+
+def _print_metrics(run_dir: Path) -> None:
+    import json
+
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    for split in ("train", "test"):
+        m = metrics.get(split) or {}
+        if m:
+            print(f"{split:>5}: rmse {m['rmse']:.2f} px  rmse_pcutoff {m['rmse_pcutoff']:.2f} px  "
+                  f"mAP {m['mAP']:.1f}  mAR {m['mAR']:.1f}  ({m['n_images']} images)")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    require_extra("onnx", "torch")
+    from posezoo.export import export
+
+    result = export(args.run, args.output, heatmaps=args.heatmaps, fp16=args.fp16, int8=args.int8,
+                    force=args.force, snapshot=args.snapshot, tolerance_px=args.tolerance)
+    print(f"exported {result.path}" + "".join(f"\n         {p}" for p in result.variants.values()))
+    print(f"inspect: posezoo inspect {result.path}")
+    return 0
+
+
+def add_training_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "train", help="train a model on a DeepLabCut project",
+        description="Train a keypoint model on a DeepLabCut project as it is (config.yaml + "
+                    "labeled-data/*/CollectedData_*.h5). The run directory gets the resolved config, "
+                    "split, log.csv, snapshots (last and best) and metrics.json. Interrupt at any time "
+                    "and continue with --resume.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  posezoo train ~/dlc/openfield-Pranav-2018-10-30 --epochs 100 --output runs/of\n"
+               "  posezoo train --resume --output runs/of\n"
+               "  posezoo train PROJECT --config my.yaml --set input.scale=0.5 --set train.batch_size=16")
+    p.add_argument("project", nargs="?", type=Path, help="DeepLabCut project directory or its config.yaml")
+    p.add_argument("--backend", choices=["torch", "tf"], help="training framework (default: the config's, torch)")
+    p.add_argument("--model", help="network name (e.g. lite, resnet50); see the README's table")
+    p.add_argument("--epochs", type=int, help="number of epochs")
+    p.add_argument("--batch-size", type=int, help="images per step")
+    p.add_argument("--time-limit", type=float, metavar="MIN", help="stop after this many minutes of training")
+    p.add_argument("--config", type=Path, help="a training config YAML (defaults are used for missing keys)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set optimizer.lr=0.002 (repeatable)")
+    p.add_argument("--output", "-o", type=Path, help="run directory (default: PROJECT/posezoo-runs/<time>-<model>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last snapshot")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser(
+        "export", help="export a trained run to one self-describing .onnx file",
+        description="Export a run to ONNX: raw uint8 frames in, decoded keypoints (N, K, 3) out, with the "
+                    "spec (geometry, keypoints, provenance) embedded. A parity gate compares the framework "
+                    "and onnxruntime on the project's frames and fails the export beyond the tolerance. "
+                    "--fp16/--int8 write variants beside the fp32 file (model.int8.onnx), each refused if its "
+                    "test error grows beyond a stated bound (fp16 0.2 px, int8 0.5 px) unless --force.")
+    p.add_argument("run", type=Path, help="a run directory made by `posezoo train`")
+    p.add_argument("--output", "-o", type=Path, help="the .onnx file (default: RUN/exports/model.onnx)")
+    p.add_argument("--heatmaps", action="store_true", help="also expose the heatmaps as a second output")
+    p.add_argument("--fp16", action="store_true", help="also write an fp16 variant (for GPUs)")
+    p.add_argument("--int8", action="store_true", help="also write a static int8 variant (fast on CPUs)")
+    p.add_argument("--force", action="store_true", help="write variants even if they lose accuracy beyond the bound")
+    p.add_argument("--snapshot", default="best", choices=["best", "last"], help="which snapshot (default best)")
+    p.add_argument("--tolerance", type=float, default=0.5, metavar="PX",
+                   help="parity gate: maximum keypoint difference in pixels (default 0.5)")
+    p.set_defaults(handler=_cmd_export)
