@@ -1,0 +1,206 @@
+"""`export(run_dir, output)`: a trained run becomes one self-describing .onnx file.
+
+Every export embeds the spec with full provenance and passes a parity gate: the framework model
+(through the training code's own inference path) and onnxruntime (through `PoseModel`) must agree
+on real frames of the run's project. Optional fp16/int8 variants are written beside the fp32 file
+and refused when their test error grows by more than a stated bound.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from posezoo.runtime.metrics import evaluate_keypoints, to_jsonable
+from posezoo.runtime.model import PoseModel
+from posezoo.runtime.spec import Spec, embed_spec
+from posezoo.training.run import Run, load_run
+
+PARITY_TOLERANCE_PX = 0.5
+VARIANT_BOUNDS_PX = {"fp16": 0.2, "int8": 0.5}
+PARITY_FRAMES = 16
+
+Predictor = Callable[[list[np.ndarray]], np.ndarray]
+
+
+class ExportError(RuntimeError):
+    """The export was refused (parity gate, variant accuracy); the message carries the figures."""
+
+
+@dataclass
+class Exported:
+    """What an export wrote: the fp32 model and its variants, with their figures."""
+
+    path: Path
+    spec: Spec
+    variants: dict[str, Path]
+
+
+def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: bool = False,
+           fp16: bool = False, int8: bool = False, force: bool = False, snapshot: str = "best",
+           tolerance_px: float = PARITY_TOLERANCE_PX, progress: Callable[[str], None] = print) -> Exported:
+    run = load_run(run_dir)
+    output = Path(output) if output else run.path / "exports" / "model.onnx"
+    if output.suffix != ".onnx":
+        raise ValueError(f"--output must end in .onnx, got {output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    backend = _backend_exporter(run.backend)
+    spec = run.spec
+    with tempfile.TemporaryDirectory(prefix=".posezoo-export-", dir=output.parent) as tmpdir:
+        raw = Path(tmpdir) / "raw.onnx"
+        framework, weights_sha, versions = backend(run, snapshot, spec, raw, heatmaps)
+        if heatmaps:
+            spec.outputs["heatmaps"] = type(spec.outputs["keypoints"])(
+                "heatmaps", ["batch", len(spec.keypoints), "heatmap_height", "heatmap_width"],
+                "per-keypoint probability maps at the decode stride (sigmoid applied)")
+        spec.provenance = _provenance(run, snapshot, weights_sha, versions)
+        model = onnx.load(raw)
+
+        progress("parity gate: framework vs onnxruntime on the project's frames")
+        staged = _save(model, spec, Path(tmpdir) / "fp32.onnx")
+        frames, idx = _parity_frames(run)
+        parity = check_parity(framework(frames), PoseModel.load(staged, device="cpu").predict(frames, color="rgb"),
+                              tolerance_px)
+        parity["frames"] = [run.project.images[i] for i in idx][:4] + ([f"... {len(idx)} in all"] if len(idx) > 4 else [])
+        spec.provenance["parity"] = parity
+        if not parity["passed"]:
+            raise ExportError(f"parity gate failed: onnxruntime and {run.backend} differ by up to "
+                              f"{parity['max_px_diff']:.3f} px (mean {parity['mean_px_diff']:.3f} px) on "
+                              f"{parity['n_frames']} frames; tolerance {tolerance_px} px")
+        test_fp32 = _test_metrics(run, staged)
+        spec.provenance["metrics"]["export_test"] = test_fp32
+        _save(model, spec, staged)
+        os.replace(staged, output)
+        progress(f"wrote {output} (parity max {parity['max_px_diff']:.4f} px; test rmse {test_fp32.get('rmse', float('nan')):.2f} px)")
+
+        variants: dict[str, Path] = {}
+        for name, wanted in (("fp16", fp16), ("int8", int8)):
+            if not wanted:
+                continue
+            from .variants import make_variant
+
+            progress(f"{name}: converting" + (" (calibrating on the project's training frames)" if name == "int8" else ""))
+            target = output.with_name(f"{output.stem}.{name}.onnx")
+            vmodel = make_variant(name, output, run, Path(tmpdir))
+            vspec = Spec.from_dict(spec.to_dict())
+            vspec.provenance["precision"] = name
+            vstaged = _save(vmodel, vspec, Path(tmpdir) / f"{name}.onnx")
+            test_v = _test_metrics(run, vstaged)
+            change = test_v.get("rmse", np.nan) - test_fp32.get("rmse", np.nan)
+            vspec.provenance["variant_accuracy"] = {"test_rmse": test_v.get("rmse"), "fp32_test_rmse": test_fp32.get("rmse"),
+                                                    "rmse_change_px": change, "bound_px": VARIANT_BOUNDS_PX[name]}
+            vspec.provenance["metrics"]["export_test"] = test_v
+            if not change <= VARIANT_BOUNDS_PX[name] and not force:
+                raise ExportError(f"{name} variant refused: test rmse {test_v.get('rmse'):.3f} px vs fp32 "
+                                  f"{test_fp32.get('rmse'):.3f} px (+{change:.3f} px > bound {VARIANT_BOUNDS_PX[name]} px); "
+                                  "use --force to write it anyway")
+            _save(vmodel, vspec, vstaged)
+            os.replace(vstaged, target)
+            variants[name] = target
+            progress(f"wrote {target} (test rmse {test_v.get('rmse'):.2f} px, change {change:+.3f} px)")
+    return Exported(output, spec, variants)
+
+
+def check_parity(framework: np.ndarray, runtime: np.ndarray, tolerance_px: float) -> dict[str, Any]:
+    diff = np.linalg.norm(framework[..., :2] - runtime[..., :2], axis=-1)
+    finite = np.isfinite(diff)
+    max_diff = float(diff[finite].max()) if finite.any() else float("nan")
+    return {"n_frames": int(framework.shape[0]), "max_px_diff": max_diff, "mean_px_diff": float(diff[finite].mean()),
+            "max_score_diff": float(np.nanmax(np.abs(framework[..., 2] - runtime[..., 2]))),
+            "tolerance_px": tolerance_px, "passed": bool(finite.all() and max_diff <= tolerance_px)}
+
+
+def _save(model: onnx.ModelProto, spec: Spec, path: Path) -> Path:
+    embed_spec(model, spec)
+    onnx.save(model, path)
+    return path
+
+
+def _parity_frames(run: Run) -> tuple[list[np.ndarray], list[int]]:
+    idx = (list(run.split.test) + list(run.split.train))[:PARITY_FRAMES]
+    return run.frames(idx), idx
+
+
+def _test_metrics(run: Run, model_path: Path) -> dict[str, Any]:
+    idx = list(run.split.test) or list(run.split.train)
+    pred = PoseModel.load(model_path, device="cpu").predict(run.frames(idx), color="rgb")
+    gt = run.project.keypoints[idx]
+    m = evaluate_keypoints(gt[:, None], pred[:, None], pcutoff=run.project.pcutoff)
+    keep = ("rmse", "rmse_pcutoff", "mAP", "mAR", "n_images")
+    return to_jsonable({k: m[k] for k in keep if k in m} | {"split": "test" if run.split.test else "train"})
+
+
+def _provenance(run: Run, snapshot: str, weights_sha: str, versions: dict[str, str]) -> dict[str, Any]:
+    import json
+
+    metrics_file = run.path / "metrics.json"
+    train_metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    versions = versions | {name: _version(name) for name in ("onnx", "onnxruntime", "posezoo")}
+    proj = run.project
+    return {
+        "backend": run.backend,
+        "framework_versions": versions,
+        "model": run.cfg.model.name,
+        "dataset": {"project": proj.root.name, "task": proj.config.get("Task"), "scorer": proj.scorer,
+                    "n_images": len(proj.images), "n_train": len(run.split.train), "n_test": len(run.split.test)},
+        "train_config_sha256": run.cfg.hash(),
+        "snapshot": snapshot,
+        "weights_sha256": weights_sha,
+        "metrics": {"train_run": _summary(train_metrics)},
+        "precision": "fp32",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    keep = ("rmse", "rmse_pcutoff", "mAP", "mAR")
+    return {split: {k: metrics[split][k] for k in keep if k in metrics[split]}
+            for split in ("train", "test") if isinstance(metrics.get(split), dict)}
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _backend_exporter(backend: str) -> Callable[..., tuple[Predictor, str, dict[str, str]]]:
+    if backend == "torch":
+        return _export_torch
+    if backend == "tf":
+        from .tf_onnx import export_run as export_tf
+
+        return export_tf
+    raise ExportError(f"no exporter for backend {backend!r}")
+
+
+def _export_torch(run: Run, snapshot: str, spec: Spec, path: Path, heatmaps: bool
+                  ) -> tuple[Predictor, str, dict[str, str]]:
+    import torch
+
+    from posezoo.training.torch.infer import predict_frames
+    from posezoo.training.torch.train import load_net
+
+    from .torch_onnx import export_torch
+
+    net = load_net(run, snapshot)
+    export_torch(net, spec, path, heatmaps)
+    weights_sha = sha256_file(run.snapshots / f"{snapshot}.pt")
+    return (lambda frames: predict_frames(net, frames, spec)), weights_sha, {"torch": torch.__version__}

@@ -1,0 +1,64 @@
+"""Smaller/faster variants of an exported fp32 model: fp16 (GPU) and static int8 (CPU)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from posezoo.runtime.model import PoseModel
+from posezoo.training.run import Run
+
+CALIBRATION_FRAMES = 32
+# Only the convolution stack is quantized: the decode tail (sigmoid, argmax, locref arithmetic)
+# stays in float so keypoint coordinates keep their sub-pixel precision.
+INT8_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Relu", "Clip", "Concat", "Resize",
+            "MaxPool", "AveragePool", "GlobalAveragePool"]
+
+
+def make_variant(name: str, fp32_path: Path, run: Run, workdir: Path) -> onnx.ModelProto:
+    if name == "fp16":
+        return _fp16(fp32_path)
+    if name == "int8":
+        return _int8(fp32_path, run, workdir)
+    raise ValueError(f"unknown variant {name!r} (fp16 or int8)")
+
+
+def _fp16(fp32_path: Path) -> onnx.ModelProto:
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(fp32_path)
+    # Keep uint8 frames in and float32 keypoints out; decode ops stay fp32 for exact coordinates.
+    block = list(DEFAULT_OP_BLOCK_LIST) + ["ArgMax", "ReduceMax", "GatherElements", "Sigmoid", "Div", "Mod"]
+    return convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+
+
+def _int8(fp32_path: Path, run: Run, workdir: Path) -> onnx.ModelProto:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model = PoseModel.load(fp32_path, device="cpu")
+    idx = list(run.split.train)[:CALIBRATION_FRAMES] or list(run.split.test)[:CALIBRATION_FRAMES]
+    frames = run.frames(idx)
+    # Calibration tensors are prepared exactly as the runtime prepares them.
+    tensors = [model.prepare_batch([f], model.plan_for(*f.shape[:2]), color="rgb") for f in frames]
+    input_name = model.spec.input.name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(tensors)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            tensor = next(self._it, None)
+            return None if tensor is None else {input_name: tensor}
+
+    prepped = workdir / "int8-pre.onnx"
+    quantized = workdir / "int8-raw.onnx"
+    stripped = onnx.load(fp32_path)
+    del stripped.metadata_props[:]
+    onnx.save(stripped, workdir / "int8-src.onnx")
+    quant_pre_process(str(workdir / "int8-src.onnx"), str(prepped), skip_symbolic_shape=True)
+    quantize_static(str(prepped), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    op_types_to_quantize=INT8_OPS, extra_options={"ActivationSymmetric": False})
+    return onnx.load(quantized)

@@ -1,0 +1,74 @@
+"""The backend-neutral API: `train`, `evaluate`, `export`; the backend is named once, at train time."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .run import Run, backend_module, create_run, load_run
+
+# Friendly keyword overrides -> dotted config keys.
+_ALIASES = {"model": "model.name", "epochs": "train.epochs", "batch_size": "train.batch_size",
+            "seed": "train.seed", "lr": "optimizer.lr", "eval_every": "train.eval_every",
+            "scale": "input.scale", "time_limit_minutes": "train.time_limit_minutes",
+            "test_indices": "split.test_indices", "train_fraction": "split.train_fraction"}
+
+
+def resolve_config(config: str | Path | TrainConfig | None, backend: str | None,
+                   overrides: dict[str, Any]) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        cfg = config
+    elif config is not None:
+        cfg = TrainConfig.from_yaml(config)
+    else:
+        cfg = TrainConfig()
+    dotted = {_ALIASES.get(k, k): v for k, v in overrides.items() if v is not None}
+    if backend is not None:
+        dotted["backend"] = backend
+    return cfg.with_overrides(dotted) if dotted else cfg
+
+
+def train(project: str | Path | None = None, backend: str | None = None, output: str | Path | None = None,
+          config: str | Path | TrainConfig | None = None, resume: bool = False, progress: bool = True,
+          **overrides: Any) -> Path:
+    """Train on a DeepLabCut project; returns the run directory.
+
+    ``resume=True`` continues the run at ``output`` from its last snapshot (the config, split and
+    backend are read back from the run, so nothing needs to be repeated).
+    """
+    if resume:
+        if output is None:
+            raise ValueError("resume needs the run directory (output=...)")
+        run = load_run(output)
+    else:
+        if project is None:
+            raise ValueError("train needs a DeepLabCut project directory (or its config.yaml)")
+        cfg = resolve_config(config, backend, overrides)
+        backend_module(cfg.backend)  # fail before creating anything when the backend is missing
+        run = create_run(project, cfg, output)
+        _write_spec(run)
+    module = backend_module(run.backend)
+    module.fit(run, resume=resume, progress=progress)
+    module.final_metrics(run)
+    return run.path
+
+
+def _write_spec(run: Run) -> None:
+    from .run import build_spec, write_json
+
+    stride = backend_module(run.backend).model_stride(run.cfg)
+    spec = build_spec(run.cfg, run.project, stride, name=f"{run.project.root.name}-{run.cfg.model.name}")
+    write_json(run.path / "spec.json", spec.to_dict())
+
+
+def evaluate(run_dir: str | Path, snapshot: str = "best") -> dict[str, Any]:
+    """Metrics of a run's snapshot on its test and train splits (also written to metrics.json)."""
+    run = load_run(run_dir)
+    return backend_module(run.backend).final_metrics(run, snapshot)
+
+
+def export(run_dir: str | Path, output: str | Path | None = None, **options: Any) -> Any:
+    """Export a run to ONNX (see `posezoo.export.export`); dispatches on the run's backend."""
+    from posezoo.export import export as export_run
+
+    return export_run(run_dir, output, **options)
