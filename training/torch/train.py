@@ -19,6 +19,7 @@ from posezoo.runtime.session import physical_cores
 
 from ..data import BatchLoader, flip_pairs
 from ..run import Run, write_json
+from ..schedule import lr_at
 from .infer import predict_frames
 from .nets import PoseNet, create_model
 
@@ -43,19 +44,6 @@ def load_snapshot(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"snapshot not found: {path}")
     return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def lr_at(epoch_progress: float, cfg: Any) -> float:
-    """Linear warmup, then cosine (or step) decay; ``epoch_progress`` counts epochs (fractional)."""
-    base, sched, total = cfg.optimizer.lr, cfg.schedule, cfg.train.epochs
-    warm = float(sched.warmup_epochs)
-    if epoch_progress < warm:
-        return base * (epoch_progress + 1e-3) / warm
-    if sched.name == "step":
-        drops = sum(epoch_progress >= m for m in sched.milestones)
-        return base * sched.gamma ** drops
-    t = (epoch_progress - warm) / max(1e-9, total - warm)
-    return base * (sched.min_lr_ratio + (1 - sched.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 def losses(net_out: tuple[torch.Tensor, torch.Tensor], batch: dict[str, torch.Tensor],
