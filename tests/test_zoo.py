@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import ssl
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -208,7 +211,7 @@ def test_info_prints_the_card(served: str, capsys: pytest.CaptureFixture[str]) -
     assert zoo_main(["zoo", "info", f"{NAME}@1.0.0", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["cached"] is True and info["keypoints"] == ["red", "green", "blue"]
-    assert zoo_main(["zoo", "info", "no-such-model"]) == 1
+    assert zoo_main(["zoo", "info", "no-such-model"]) == 2
     assert "no-such-model is not in any zoo source" in capsys.readouterr().err
 
 
@@ -413,10 +416,67 @@ def test_publish_refuses_duplicates_and_tampered_entries(tmp_path: Path, zoo_dir
         publish(entry_dir, zoo_dir, force=True)
 
 
-def test_bad_ca_bundle_is_named(served: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.fixture
+def https_zoo(zoo_dir: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The zoo over HTTPS with a self-signed certificate made by the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    Recorder.requests = []
+    server = make_server(zoo_dir, "127.0.0.1", 0, Recorder)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_trusts_the_ca_bundle_override(https_zoo: tuple[str, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    url, cert = https_zoo
+    monkeypatch.setenv("POSEZOO_ZOO", url)
+    for var in ("POSEZOO_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ZooError, match="CERTIFICATE_VERIFY_FAILED.*POSEZOO_CA_BUNDLE"):
+        resolve_model(f"zoo:{NAME}", quiet=True)
     monkeypatch.setenv("POSEZOO_CA_BUNDLE", str(tmp_path / "missing.pem"))
-    with pytest.raises(ZooError, match="POSEZOO_CA_BUNDLE"):
-        resolve_model(f"zoo:{NAME}")
+    with pytest.raises(ZooError, match="POSEZOO_CA_BUNDLE=.*missing.pem"):
+        resolve_model(f"zoo:{NAME}", quiet=True)
+    monkeypatch.setenv("POSEZOO_CA_BUNDLE", str(cert))
+    path = resolve_model(f"zoo:{NAME}", quiet=True)
+    assert sha256(path) == sha256(tmp_path / "zoo" / "models" / NAME / "1.0.0" / f"{NAME}.onnx")
+
+
+def test_concurrent_pulls_download_once(served: str) -> None:
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(resolve_model(f"zoo:{NAME}", quiet=True)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 4 and len(set(results)) == 1
+    assert len(model_requests(Recorder)) == 1
+
+
+def test_serve_command(zoo_dir: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "posezoo.zoo", "serve", str(zoo_dir), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" at ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        index = json.loads(urllib.request.urlopen(url + "index.json", timeout=10).read())
+        assert [e["name"] for e in index["entries"]] == [NAME]
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_builtin_index_is_valid() -> None:

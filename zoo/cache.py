@@ -15,6 +15,7 @@ from .names import validate_file_name, validate_name, validate_version, version_
 from .sources import zoo_home
 
 ENTRY_FILE = "entry.json"
+LOCK_FILE = ".lock"  # hidden: file names from an index cannot start with a dot
 
 
 def cache_root() -> Path:

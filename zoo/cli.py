@@ -1,7 +1,8 @@
 """`posezoo zoo ...` commands: list, info, pull, pack, publish, serve.
 
 `add_zoo_commands(subparsers)` plugs them into the main `posezoo` parser; every command sets
-`func(args) -> int` (an exit code). `python -m posezoo.zoo` runs them on their own.
+`handler(args) -> int` (an exit code), the convention of posezoo.runtime.cli.
+`python -m posezoo.zoo` runs them on their own.
 """
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _guard(fn: Handler) -> Handler:
-    """Turn ZooError into one clear line on stderr and exit code 1, not a traceback."""
+    """Turn ZooError into one clear line on stderr and exit code 2 (like the main CLI), not a
+    traceback, unless --debug asked for tracebacks."""
     def run(args: argparse.Namespace) -> int:
         try:
             return fn(args)
         except ZooError as exc:
+            if getattr(args, "debug", False):
+                raise
             print(f"posezoo zoo: error: {exc}", file=sys.stderr)
-            return 1
+            return 2
     run.__name__ = fn.__name__
     run.__doc__ = fn.__doc__
     return run
@@ -171,18 +175,18 @@ def add_zoo_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="models from all sources, and whether they are cached")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("info", help="print a model's card")
     p.add_argument("ref", metavar="NAME[@VERSION]")
     p.add_argument("--json", action="store_true", help="print the entry as JSON")
-    p.set_defaults(func=cmd_info)
+    p.set_defaults(handler=cmd_info)
 
     p = sub.add_parser("pull", help="download and verify a model into the cache")
     p.add_argument("ref", metavar="NAME[@VERSION]", help="latest version when omitted")
     p.add_argument("--force", action="store_true", help="download again even if cached")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_pull)
+    p.set_defaults(handler=cmd_pull)
 
     p = sub.add_parser(
         "pack", help="make a zoo entry (model, entry.json, README.md) from an exported model",
@@ -199,20 +203,20 @@ def add_zoo_commands(subparsers: Any) -> argparse.ArgumentParser:
                    help="what it was trained on (default: the spec's provenance dataset)")
     p.add_argument("--metrics", metavar="JSON", help="metrics JSON file (default: from the spec)")
     p.add_argument("--force", action="store_true", help="write into a non-empty DIR")
-    p.set_defaults(func=cmd_pack)
+    p.set_defaults(handler=cmd_pack)
 
     p = sub.add_parser("publish", help="copy a packed entry into a zoo directory and index it")
     p.add_argument("entry_dir", metavar="ENTRY_DIR")
     p.add_argument("zoo_dir", metavar="ZOO_DIR")
     p.add_argument("--force", action="store_true", help="replace an existing NAME@VERSION")
-    p.set_defaults(func=cmd_publish)
+    p.set_defaults(handler=cmd_publish)
 
     p = sub.add_parser("serve", help="serve a zoo directory over HTTP (with resumable downloads)")
     p.add_argument("zoo_dir", metavar="ZOO_DIR")
     p.add_argument("--port", type=int, default=8000, help="default: %(default)s; 0 picks a free port")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: %(default)s, this machine only)")
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(handler=cmd_serve)
     return zoo
 
 
@@ -220,4 +224,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="posezoo")
     add_zoo_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return int(args.handler(args))

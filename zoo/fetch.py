@@ -63,9 +63,11 @@ def ca_bundle() -> str | None:
     return None
 
 
-def _opener() -> urllib.request.OpenerDirector:
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """An opener for `url`; build_opener keeps its default ProxyHandler (the *_proxy variables)."""
+    if urlsplit(url).scheme != "https":  # a broken CA setting must not block plain HTTP
+        return urllib.request.build_opener()
     context = ssl.create_default_context(cafile=ca_bundle())
-    # build_opener keeps its default ProxyHandler, which reads the *_proxy variables.
     return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
 
@@ -79,6 +81,15 @@ def local_path(url: str) -> Path:
     if parts.scheme == "file":
         return Path(urllib.request.url2pathname(parts.path))
     return Path(url)
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line cause, with the fix for the most common corporate-network failure."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return (f"{reason}; if a proxy or firewall re-signs TLS traffic, point POSEZOO_CA_BUNDLE "
+                "at its CA certificate bundle (a .pem file)")
+    return str(reason)
 
 
 def _refuse_offline(url: str) -> None:
@@ -97,13 +108,12 @@ def fetch_bytes(url: str) -> bytes:
     _refuse_offline(url)
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
-        with _opener().open(request, timeout=timeout_s()) as resp:
+        with _opener(url).open(request, timeout=timeout_s()) as resp:
             data = resp.read(MAX_INDEX_BYTES + 1)
     except urllib.error.HTTPError as exc:
         raise ZooError(f"cannot fetch {url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, *TRANSIENT, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ZooError(f"cannot fetch {url}: {reason}") from None
+        raise ZooError(f"cannot fetch {url}: {_reason(exc)}") from None
     if len(data) > MAX_INDEX_BYTES:
         raise ZooError(f"{url} is larger than {MAX_INDEX_BYTES} bytes; not a zoo index")
     return data
@@ -124,7 +134,7 @@ def _open_at(url: str, offset: int) -> tuple[Any, int]:
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    resp = _opener().open(urllib.request.Request(url, headers=headers), timeout=timeout_s())
+    resp = _opener(url).open(urllib.request.Request(url, headers=headers), timeout=timeout_s())
     if resp.status == 206:
         match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
         if not match:
@@ -195,10 +205,11 @@ def download(url: str, dest: Path, *, sha256: str, size: int, label: str,
                 else:  # a server-side error may be temporary
                     time.sleep(min(0.25 * 2 ** (attempt - 1), 5.0))
             except (_Interrupted, urllib.error.URLError, *TRANSIENT) as exc:
+                if isinstance(getattr(exc, "reason", None), ssl.SSLError):  # retrying cannot help
+                    raise ZooError(f"{label}: cannot download {url}: {_reason(exc)}") from None
                 if attempt >= MAX_ATTEMPTS:
-                    reason = getattr(exc, "reason", exc)
                     raise ZooError(
-                        f"{label}: download of {url} failed after {attempt} attempts ({reason}); "
+                        f"{label}: download of {url} failed after {attempt} attempts ({_reason(exc)}); "
                         f"{have} bytes are kept in {part} and the next try resumes from there"
                     ) from None
                 time.sleep(min(0.25 * 2 ** (attempt - 1), 5.0))

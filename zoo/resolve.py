@@ -17,6 +17,7 @@ from .entry import ZooEntry
 from .errors import NotCachedError, ZooError
 from .fetch import download, is_remote, offline
 from .files import atomic_write_text
+from .lock import file_lock
 from .names import parse_ref, version_key
 from .sources import configured_sources, load_index
 
@@ -71,21 +72,27 @@ def _check_spec_version(entry: ZooEntry) -> None:
 
 
 def pull(entry: ZooEntry, *, quiet: bool = False, force: bool = False) -> Path:
-    """Download and verify every file of `entry` into the cache; return the .onnx path."""
+    """Download and verify every file of `entry` into the cache; return the .onnx path.
+
+    Holds a lock on the version directory, so concurrent pulls of one model download it once.
+    """
     _check_spec_version(entry)
     vdir = cache.version_dir(entry.name, entry.version)
-    old = cache.cached_entry(entry.name, entry.version)
-    if old is not None and not force and cache.same_files(old, entry) and cache.is_complete(old):
-        return cache.model_path(entry)
-    # Drop the completion marker first: a crash below leaves an incomplete, not a wrong, entry.
-    (vdir / cache.ENTRY_FILE).unlink(missing_ok=True)
-    kept = {(f.name, f.sha256, f.size) for f in old.files} if old is not None and not force else set()
-    for f in entry.files:
-        dest = cache.file_path(entry, f.name)
-        if (f.name, f.sha256, f.size) in kept and dest.is_file() and dest.stat().st_size == f.size:
-            continue
-        download(f.url, dest, sha256=f.sha256, size=f.size, label=f"{entry.ref} {f.name}", quiet=quiet)
-    atomic_write_text(vdir / cache.ENTRY_FILE, json.dumps(entry.to_dict(), indent=2) + "\n")
+    with file_lock(vdir / cache.LOCK_FILE, entry.ref):
+        # Checked under the lock: another process may have just finished this download.
+        old = cache.cached_entry(entry.name, entry.version)
+        if old is not None and not force and cache.same_files(old, entry) and cache.is_complete(old):
+            return cache.model_path(entry)
+        # Drop the completion marker first: a crash below leaves an incomplete, not a wrong, entry.
+        (vdir / cache.ENTRY_FILE).unlink(missing_ok=True)
+        kept = {(f.name, f.sha256, f.size) for f in old.files} if old is not None and not force else set()
+        for f in entry.files:
+            dest = cache.file_path(entry, f.name)
+            if (f.name, f.sha256, f.size) in kept and dest.is_file() and dest.stat().st_size == f.size:
+                continue
+            download(f.url, dest, sha256=f.sha256, size=f.size, label=f"{entry.ref} {f.name}",
+                     quiet=quiet)
+        atomic_write_text(vdir / cache.ENTRY_FILE, json.dumps(entry.to_dict(), indent=2) + "\n")
     return cache.model_path(entry)
 
 
