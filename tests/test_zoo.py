@@ -273,6 +273,18 @@ def test_server_ignoring_range_restarts_from_zero(zoo_dir: Path, zoo_env: Path,
     assert sha256(path) == sha256(served_model)
 
 
+@pytest.mark.parametrize("delta, match", [(-10, "larger than the"), (10, "has only")])
+def test_declared_size_is_enforced(zoo_dir: Path, served: str, zoo_env: Path, delta: int, match: str) -> None:
+    index_path = zoo_dir / "index.json"
+    index = json.loads(index_path.read_text())
+    index["entries"][0]["files"][0]["size"] += delta
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(IntegrityError, match=match):
+        resolve_model(f"zoo:{NAME}", quiet=True)
+    assert not list((zoo_env / "models" / NAME / "1.0.0").glob("*.onnx*"))
+    assert len(model_requests(Recorder)) == 1  # a wrong size is not retried as a network failure
+
+
 def test_range_requests_on_the_server(zoo_dir: Path, served: str) -> None:
     url = served + f"models/{NAME}/1.0.0/{NAME}.onnx"
     data = (zoo_dir / "models" / NAME / "1.0.0" / f"{NAME}.onnx").read_bytes()
@@ -286,9 +298,11 @@ def test_range_requests_on_the_server(zoo_dir: Path, served: str) -> None:
     assert parse_range("bytes=90-", 100) == (90, 99)
     assert parse_range("bytes=0-499", 100) == (0, 99)
     assert parse_range("bytes=1-2,5-6", 100) is None
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(served + "models/")  # no directory listings
-    assert err.value.code == 404
+    (zoo_dir / ".secret").write_text("x")
+    for hidden in ("models/", ".secret", f"models/{NAME}/../.secret"):  # no listings, no dot files
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(served + hidden)
+        assert err.value.code == 404
 
 
 # -- offline -----------------------------------------------------------------------------------
@@ -307,6 +321,15 @@ def test_offline_serves_from_cache_and_fails_clearly(served: str, zoo_env: Path,
         "`posezoo zoo pull other-model@2.0` on a machine with network, or copy the cache")
     with pytest.raises(NotCachedError, match=r"model other-model is not in the cache"):
         resolve_model("zoo:other-model")
+
+
+def test_offline_local_index_with_remote_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = write_index(tmp_path / "mirror", [entry_dict(files=[
+        {"name": "ok.onnx", "url": "https://example.org/ok.onnx", "sha256": "0" * 64, "size": 1}])])
+    monkeypatch.setenv("POSEZOO_ZOO", str(local))
+    monkeypatch.setenv("POSEZOO_OFFLINE", "1")
+    with pytest.raises(NotCachedError, match="model ok is not in the cache"):
+        resolve_model("zoo:ok")
 
 
 def test_offline_cli_list_shows_cached(served: str, monkeypatch: pytest.MonkeyPatch,

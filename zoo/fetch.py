@@ -144,6 +144,48 @@ def _open_at(url: str, offset: int) -> tuple[Any, int]:
     return resp, 0
 
 
+class _Transfer:
+    """The state of one file's download: bytes on disk in `part` and their running hash."""
+
+    def __init__(self, part: Path, size: int, bar: Any) -> None:
+        self.part, self.size, self.bar = part, size, bar
+        self.hasher, self.have = hashlib.sha256(), 0
+        if part.exists() and part.stat().st_size <= size:
+            with open(part, "rb") as fh:
+                for block in iter(lambda: fh.read(CHUNK), b""):
+                    self.hasher.update(block)
+            self.have = part.stat().st_size
+        bar.reset(total=size)
+        bar.update(self.have)
+
+    def restart(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.hasher, self.have = hashlib.sha256(), 0
+        self.bar.reset(total=self.size)
+
+    def append(self, stream: Any, what: str) -> None:
+        """Write what `stream` delivers after the bytes already on disk."""
+        with open(self.part, "ab" if self.have else "wb") as out:
+            # read1 returns what arrived; read() would drop it when the connection breaks.
+            for block in iter(lambda: stream.read1(CHUNK), b""):
+                if self.have + len(block) > self.size:
+                    self.restart()
+                    raise IntegrityError(f"{what} is larger than the {self.size} bytes its entry "
+                                         "declares; the partial file was deleted")
+                out.write(block)
+                self.hasher.update(block)
+                self.have += len(block)
+                self.bar.update(len(block))
+        if self.have < self.size:
+            # A body that ended as announced (or a local file at EOF) is really this short.
+            if getattr(stream, "length", 0) == 0:
+                got = self.have
+                self.restart()
+                raise IntegrityError(f"{what} has only {got} bytes but its entry declares "
+                                     f"{self.size}; the partial file was deleted")
+            raise _Interrupted(f"connection closed after {self.have} of {self.size} bytes")
+
+
 def download(url: str, dest: Path, *, sha256: str, size: int, label: str,
              quiet: bool = False) -> Path:
     """Fetch `url` to `dest`, resuming `dest.part` if present; verify size and sha256.
@@ -158,67 +200,40 @@ def download(url: str, dest: Path, *, sha256: str, size: int, label: str,
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    hasher, have = hashlib.sha256(), 0
-    if part.exists():
-        have = part.stat().st_size
-        if have > size:
-            part.unlink()
-            have = 0
-        else:
-            with open(part, "rb") as fh:
-                for block in iter(lambda: fh.read(CHUNK), b""):
-                    hasher.update(block)
-    bar = tqdm(total=size, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=label, leave=False, disable=quiet or not sys.stderr.isatty())
-    attempt = 0
-    try:
-        while have < size or not part.exists():
-            attempt += 1
+    what = f"{label}: {url}"
+    with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False,
+              disable=quiet or not sys.stderr.isatty()) as bar:
+        state = _Transfer(part, size, bar)
+        if part.exists() and state.have == 0:
+            state.restart()  # larger than the whole file: not ours to resume
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if state.have == size and part.exists():
+                break
             try:
-                stream, start = _open_at(url, have)
+                stream, start = _open_at(url, state.have)
                 with stream:
-                    if start != have:  # the server ignored Range: start again from zero
-                        hasher, have = hashlib.sha256(), 0
-                        bar.reset(total=size)
-                    with open(part, "ab" if have else "wb") as out:
-                        # read1 returns what arrived; read() would drop it on a broken connection.
-                        for block in iter(lambda: stream.read1(CHUNK), b""):
-                            if have + len(block) > size:
-                                part.unlink(missing_ok=True)
-                                raise IntegrityError(
-                                    f"{label}: {url} sent more than the {size} bytes its entry "
-                                    "declares; the partial file was deleted")
-                            out.write(block)
-                            hasher.update(block)
-                            have += len(block)
-                            bar.update(len(block))
-                if have < size:
-                    raise _Interrupted(f"connection closed after {have} of {size} bytes")
+                    if start != state.have:  # the server ignored Range (or answered another)
+                        state.restart()
+                        if start != 0:
+                            continue  # ask again for the whole file
+                    state.append(stream, what)
             except urllib.error.HTTPError as exc:
-                if exc.code == 416 and have:  # our offset is past what the server has
-                    part.unlink(missing_ok=True)
-                    hasher, have = hashlib.sha256(), 0
-                    bar.reset(total=size)
-                elif exc.code < 500 or attempt >= MAX_ATTEMPTS:
-                    raise ZooError(f"{label}: cannot download {url}: HTTP {exc.code} {exc.reason}"
-                                   ) from None
+                if exc.code == 416 and state.have:  # our offset is past what the server has
+                    state.restart()
+                elif exc.code < 500:
+                    raise ZooError(f"{what}: HTTP {exc.code} {exc.reason}") from None
                 else:  # a server-side error may be temporary
-                    time.sleep(min(0.25 * 2 ** (attempt - 1), 5.0))
+                    _backoff(attempt, what, exc, part, state.have)
             except (_Interrupted, urllib.error.URLError, *TRANSIENT) as exc:
                 if isinstance(getattr(exc, "reason", None), ssl.SSLError):  # retrying cannot help
-                    raise ZooError(f"{label}: cannot download {url}: {_reason(exc)}") from None
-                if attempt >= MAX_ATTEMPTS:
-                    raise ZooError(
-                        f"{label}: download of {url} failed after {attempt} attempts ({_reason(exc)}); "
-                        f"{have} bytes are kept in {part} and the next try resumes from there"
-                    ) from None
-                time.sleep(min(0.25 * 2 ** (attempt - 1), 5.0))
+                    raise ZooError(f"{what}: {_reason(exc)}") from None
+                _backoff(attempt, what, exc, part, state.have)
             except OSError as exc:
-                raise ZooError(f"{label}: transfer of {url} to {part} failed: {exc.strerror or exc}"
-                               ) from None
-    finally:
-        bar.close()
-    actual = hasher.hexdigest()
+                raise ZooError(f"{what}: writing {part} failed: {exc.strerror or exc}") from None
+        if state.have != size or not part.exists():
+            raise ZooError(f"{what}: download did not complete after {MAX_ATTEMPTS} attempts; "
+                           "run it again to resume")
+    actual = state.hasher.hexdigest()
     if actual != sha256:
         part.unlink(missing_ok=True)
         raise IntegrityError(
@@ -227,3 +242,12 @@ def download(url: str, dest: Path, *, sha256: str, size: int, label: str,
         )
     os.replace(part, dest)
     return dest
+
+
+def _backoff(attempt: int, what: str, exc: BaseException, part: Path, have: int) -> None:
+    """Wait before the next attempt, or give up (keeping the partial file) after the last."""
+    if attempt >= MAX_ATTEMPTS:
+        raise ZooError(f"{what}: download failed after {attempt} attempts ({_reason(exc)}); "
+                       f"{have} bytes are kept in {part} and the next try resumes from there"
+                       ) from None
+    time.sleep(min(0.25 * 2 ** (attempt - 1), 5.0))

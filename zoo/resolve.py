@@ -136,7 +136,7 @@ def resolve_model(ref: str, *, quiet: bool = False, sources: list[str] | None = 
         if version is None and cached and (entry is None or
                                            version_key(cached[-1].version) >= version_key(entry.version)):
             return cache.model_path(cached[-1])
-        if entry is None:
+        if entry is None or any(is_remote(f.url) for f in entry.files):
             raise _not_cached(name, version)
         return pull(entry, quiet=quiet)
     try:

@@ -46,7 +46,8 @@ class ZooRequestHandler(SimpleHTTPRequestHandler):
 
     def send_head(self):  # type: ignore[override]
         path = Path(self.translate_path(self.path))
-        if not path.is_file() or path.name.startswith("."):
+        hidden = any(part.startswith(".") for part in path.relative_to(self.directory).parts)
+        if hidden or not path.is_file():  # no .lock, .git, temporary files
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
             return None
         try:
