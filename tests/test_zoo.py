@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -342,6 +343,20 @@ def test_offline_cli_list_shows_cached(served: str, monkeypatch: pytest.MonkeyPa
     assert "skipped (POSEZOO_OFFLINE is set)" in captured.err
 
 
+def test_unreachable_source_falls_back_to_cache(served: str, monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    path = resolve_model(f"zoo:{NAME}", quiet=True)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    monkeypatch.setenv("POSEZOO_ZOO", dead)
+    with caplog.at_level("WARNING", logger="posezoo.zoo.resolve"):
+        assert resolve_model(f"zoo:{NAME}") == path
+    assert dead in caplog.text and f"using the cached version {NAME}@1.0.0" in caplog.text
+    with pytest.raises(ZooError, match=r"(?s)model tiny-mouse@2\.0 is not in any zoo source.*Connection refused"):
+        resolve_model(f"zoo:{NAME}@2.0")
+
+
 def test_local_directory_source(zoo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POSEZOO_ZOO", zoo_dir.as_uri())
     path = resolve_model(f"zoo:{NAME}", quiet=True)
@@ -423,6 +438,13 @@ def test_newer_index_schema_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
             resolve_model("zoo:ok")
         assert zoo_main(["zoo", "list"]) == 0
         assert "has schema_version 2" in capsys.readouterr().err
+
+
+def test_newer_spec_schema_is_refused(tmp_path: Path, zoo_env: Path) -> None:
+    source = write_index(tmp_path / "future-spec", [entry_dict(spec_schema_version="2.0")])
+    with pytest.raises(ZooError, match=r"ok@1.0 .* uses spec schema 2.0, but this posezoo reads schema 1"):
+        resolve_model("zoo:ok", sources=[str(source)])
+    assert not (zoo_env / "models" / "ok" / "1.0" / "ok.onnx").exists()
 
 
 def test_publish_refuses_duplicates_and_tampered_entries(tmp_path: Path, zoo_dir: Path) -> None:

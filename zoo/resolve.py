@@ -96,11 +96,11 @@ def pull(entry: ZooEntry, *, quiet: bool = False, force: bool = False) -> Path:
     return cache.model_path(entry)
 
 
-def _not_cached(name: str, version: str | None, extra: str = "") -> NotCachedError:
+def _not_cached(name: str, version: str | None) -> NotCachedError:
     ref = f"{name}@{version}" if version else name
     return NotCachedError(
         f"model {ref} is not in the cache at {cache.cache_root()}; run `posezoo zoo pull {ref}` "
-        f"on a machine with network, or copy the cache{extra}"
+        "on a machine with network, or copy the cache"
     )
 
 
@@ -141,11 +141,11 @@ def resolve_model(ref: str, *, quiet: bool = False, sources: list[str] | None = 
         return pull(entry, quiet=quiet)
     try:
         entry = find_entry(ref, sources)
-    except ZooError:
+    except ZooError as exc:
         cached = cache.cached_versions(name) if version is None else []
         if not cached:
             raise
         # The sources are unreachable or dropped the model: the newest cached copy still works.
-        log.warning("zoo sources unavailable for %s; using cached version %s", name, cached[-1].version)
+        log.warning("%s\nusing the cached version %s", exc, cached[-1].ref)
         return cache.model_path(cached[-1])
     return pull(entry, quiet=quiet)
