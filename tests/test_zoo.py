@@ -102,6 +102,19 @@ class IgnoresRange(Recorder):
         ZooRequestHandler.do_GET(self)
 
 
+class Redirects(Recorder):
+    """Moved zoo: /old/... answers 301 to the same path at the root."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/old/"):
+            self.send_response(301)
+            self.send_header("Location", self.path[len("/old"):])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
 def start_server(zoo: Path, handler: type[ZooRequestHandler]) -> Iterator[str]:
     handler.requests = []
     server = make_server(zoo, "127.0.0.1", 0, handler)
@@ -355,6 +368,15 @@ def test_unreachable_source_falls_back_to_cache(served: str, monkeypatch: pytest
     assert dead in caplog.text and f"using the cached version {NAME}@1.0.0" in caplog.text
     with pytest.raises(ZooError, match=r"(?s)model tiny-mouse@2\.0 is not in any zoo source.*Connection refused"):
         resolve_model(f"zoo:{NAME}@2.0")
+
+
+def test_redirected_index_resolves_files_against_its_new_place(zoo_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    for url in start_server(zoo_dir, Redirects):
+        monkeypatch.setenv("POSEZOO_ZOO", url + "old/")
+        path = resolve_model(f"zoo:{NAME}", quiet=True)
+    assert sha256(path) == sha256(zoo_dir / "models" / NAME / "1.0.0" / f"{NAME}.onnx")
+    assert model_requests(Redirects) == [(f"/models/{NAME}/1.0.0/{NAME}.onnx", None)]
 
 
 def test_local_directory_source(zoo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

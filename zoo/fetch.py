@@ -64,10 +64,17 @@ def ca_bundle() -> str | None:
 
 
 def _opener(url: str) -> urllib.request.OpenerDirector:
-    """An opener for `url`; build_opener keeps its default ProxyHandler (the *_proxy variables)."""
-    if urlsplit(url).scheme != "https":  # a broken CA setting must not block plain HTTP
+    """An opener for `url`; build_opener keeps its default ProxyHandler (the *_proxy variables).
+
+    The CA bundle also applies after an http -> https redirect; a broken CA setting only
+    fails URLs that start as https.
+    """
+    try:
+        context = ssl.create_default_context(cafile=ca_bundle())
+    except ZooError:
+        if urlsplit(url).scheme == "https":
+            raise
         return urllib.request.build_opener()
-    context = ssl.create_default_context(cafile=ca_bundle())
     return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
 
@@ -97,12 +104,13 @@ def _refuse_offline(url: str) -> None:
         raise ZooError(f"POSEZOO_OFFLINE is set: refusing to contact {url}")
 
 
-def fetch_bytes(url: str) -> bytes:
-    """Whole content of a small remote or local document (an index), size-capped."""
+def fetch_bytes(url: str) -> tuple[bytes, str]:
+    """Whole content of a small remote or local document (an index), size-capped, and the
+    URL it finally came from (after redirects), against which relative links resolve."""
     if not is_remote(url):
         path = local_path(url)
         try:
-            return path.read_bytes()
+            return path.read_bytes(), url
         except OSError as exc:
             raise ZooError(f"cannot read {path}: {exc.strerror or exc}") from None
     _refuse_offline(url)
@@ -110,13 +118,14 @@ def fetch_bytes(url: str) -> bytes:
     try:
         with _opener(url).open(request, timeout=timeout_s()) as resp:
             data = resp.read(MAX_INDEX_BYTES + 1)
+            final_url = resp.geturl()
     except urllib.error.HTTPError as exc:
         raise ZooError(f"cannot fetch {url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, *TRANSIENT, OSError) as exc:
         raise ZooError(f"cannot fetch {url}: {_reason(exc)}") from None
     if len(data) > MAX_INDEX_BYTES:
         raise ZooError(f"{url} is larger than {MAX_INDEX_BYTES} bytes; not a zoo index")
-    return data
+    return data, final_url
 
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")

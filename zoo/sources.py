@@ -155,4 +155,9 @@ def load_index(source: str) -> list[ZooEntry]:
     location = index_location(source)
     if not is_remote(location) and not Path(location).is_file():
         raise ZooError(f"zoo source {source}: no index found at {location}")
-    return parse_index(fetch_bytes(location), location)
+    data, final = fetch_bytes(location)
+    entries = parse_index(data, final)
+    if final != location:  # name the source the user configured in messages
+        for entry in entries:
+            entry.source = location
+    return entries
