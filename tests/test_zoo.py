@@ -515,7 +515,12 @@ def test_https_trusts_the_ca_bundle_override(https_zoo: tuple[str, Path], tmp_pa
     monkeypatch.setenv("POSEZOO_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with pytest.raises(ZooError, match="POSEZOO_CA_BUNDLE=.*missing.pem"):
         resolve_model(f"zoo:{NAME}", quiet=True)
-    monkeypatch.setenv("POSEZOO_CA_BUNDLE", str(cert))
+    monkeypatch.delenv("POSEZOO_CA_BUNDLE")
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "junk.pem"))
+    with pytest.raises(ZooError, match="REQUESTS_CA_BUNDLE=.*junk.pem.* is not a valid PEM CA bundle"):
+        resolve_model(f"zoo:{NAME}", quiet=True)
+    monkeypatch.setenv("POSEZOO_CA_BUNDLE", str(cert))  # takes precedence over the others
     path = resolve_model(f"zoo:{NAME}", quiet=True)
     assert sha256(path) == sha256(tmp_path / "zoo" / "models" / NAME / "1.0.0" / f"{NAME}.onnx")
 

@@ -52,15 +52,25 @@ def timeout_s() -> float:
         raise ZooError(f"POSEZOO_TIMEOUT={raw!r} is not a number of seconds") from None
 
 
-def ca_bundle() -> str | None:
-    """The CA bundle file to trust, from the first CA_BUNDLE_VARS variable that is set."""
+def ca_bundle() -> tuple[str, str] | None:
+    """(variable, file) of the CA bundle to trust: the first CA_BUNDLE_VARS entry that is set."""
     for var in CA_BUNDLE_VARS:
         value = os.environ.get(var)
         if value:
             if not Path(value).is_file():
                 raise ZooError(f"{var}={value!r} does not name a readable CA bundle file")
-            return value
+            return var, value
     return None
+
+
+def _ssl_context() -> ssl.SSLContext:
+    bundle = ca_bundle()
+    if bundle is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=bundle[1])
+    except ssl.SSLError as exc:
+        raise ZooError(f"{bundle[0]}={bundle[1]!r} is not a valid PEM CA bundle ({exc})") from None
 
 
 def _opener(url: str) -> urllib.request.OpenerDirector:
@@ -70,7 +80,7 @@ def _opener(url: str) -> urllib.request.OpenerDirector:
     fails URLs that start as https.
     """
     try:
-        context = ssl.create_default_context(cafile=ca_bundle())
+        context = _ssl_context()
     except ZooError:
         if urlsplit(url).scheme == "https":
             raise
