@@ -44,7 +44,9 @@ def train(project: str | Path | None = None, backend: str | None = None, output:
         if project is None:
             raise ValueError("train needs a DeepLabCut project directory (or its config.yaml)")
         cfg = resolve_config(config, backend, overrides)
-        backend_module(cfg.backend)  # fail before creating anything when the backend is missing
+        stride = backend_module(cfg.backend).model_stride(cfg)  # fails early when the backend is missing
+        if cfg.targets.stride != stride:  # targets are made at the network's own output stride
+            cfg = cfg.with_overrides({"targets.stride": stride})
         run = create_run(project, cfg, output)
         _write_spec(run)
     module = backend_module(run.backend)
@@ -56,8 +58,7 @@ def train(project: str | Path | None = None, backend: str | None = None, output:
 def _write_spec(run: Run) -> None:
     from .run import build_spec, write_json
 
-    stride = backend_module(run.backend).model_stride(run.cfg)
-    spec = build_spec(run.cfg, run.project, stride, name=f"{run.project.root.name}-{run.cfg.model.name}")
+    spec = build_spec(run.cfg, run.project, run.cfg.targets.stride, name=f"{run.project.root.name}-{run.cfg.model.name}")
     write_json(run.path / "spec.json", spec.to_dict())
 
 

@@ -125,7 +125,8 @@ def create_run(project_path: str | Path, cfg: TrainConfig, output: str | Path | 
         raise RunError(f"{path} already holds a training run; use --resume to continue it or choose "
                        "another --output")
     path.mkdir(parents=True, exist_ok=True)
-    split = make_split(len(project.images), train_fraction=cfg.split.train_fraction,
+    explicit = cfg.split.test_indices is not None
+    split = make_split(len(project.images), train_fraction=None if explicit else cfg.split.train_fraction,
                        test_indices=cfg.split.test_indices, seed=cfg.split.seed)
     split.save(path / "split.json")
     cfg.save(path / "config.yaml")
