@@ -146,9 +146,10 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     """Command groups that live beside their code; each adds its sub-parsers."""
     from posezoo.zoo.cli import add_zoo_commands
 
+    from .cli_analysis import add_analysis_commands
     from .cli_train import add_training_commands
 
-    return [add_training_commands, add_zoo_commands]
+    return [add_analysis_commands, add_training_commands, add_zoo_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,159 @@
+"""Keypoints drawn onto frames and labeled videos (OpenCV only, BGR frames).
+
+Conventions follow DeepLabCut's pictures: one colour per bodypart along a rainbow colormap,
+keypoints under ``pcutoff`` are not drawn on videos; on evaluation frames a label is a "+",
+a confident prediction a dot and a prediction under ``pcutoff`` an "x".
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+Color = tuple[int, int, int]
+
+
+def keypoint_colors(n: int) -> list[Color]:
+    """``n`` distinct BGR colours along a rainbow colormap (DeepLabCut's default look)."""
+    ramp = np.linspace(0, 255, max(n, 1)).astype(np.uint8).reshape(-1, 1)
+    lut = cv2.applyColorMap(ramp, cv2.COLORMAP_RAINBOW).reshape(-1, 3)
+    return [tuple(int(c) for c in lut[i]) for i in range(n)]  # type: ignore[misc]
+
+
+def _size(frame: np.ndarray, radius: int | None, thickness: int | None) -> tuple[int, int]:
+    scale = max(frame.shape[:2]) / 640.0
+    return radius or max(2, round(4 * scale)), thickness or max(1, round(2 * scale))
+
+
+def _visible(kp: np.ndarray, pcutoff: float) -> np.ndarray:
+    kp = np.asarray(kp, dtype=np.float64)
+    ok = np.isfinite(kp[:, 0]) & np.isfinite(kp[:, 1])
+    if kp.shape[1] > 2:
+        ok &= np.nan_to_num(kp[:, 2], nan=-1.0) >= pcutoff
+    return ok
+
+
+def draw_pose(frame: np.ndarray, keypoints: np.ndarray, *, skeleton: Sequence[tuple[int, int]] = (),
+              pcutoff: float = 0.6, colors: Sequence[Color] | None = None, radius: int | None = None,
+              thickness: int | None = None, skeleton_color: Color = (200, 200, 200)) -> np.ndarray:
+    """Draw one animal's (K, 3) keypoints and its skeleton onto ``frame`` (in place; returned).
+
+    A keypoint with likelihood under ``pcutoff`` or NaN coordinates is left out, and so is any
+    skeleton edge touching it.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    colors = list(colors) if colors is not None else keypoint_colors(len(kp))
+    r, t = _size(frame, radius, thickness)
+    ok = _visible(kp, pcutoff)
+    pts = np.round(np.nan_to_num(kp[:, :2])).astype(int)
+    for a, b in skeleton:
+        if ok[a] and ok[b]:
+            cv2.line(frame, tuple(pts[a]), tuple(pts[b]), skeleton_color, t, cv2.LINE_AA)
+    for k in np.flatnonzero(ok):
+        cv2.circle(frame, tuple(pts[k]), r, colors[k], -1, cv2.LINE_AA)
+    return frame
+
+
+def draw_comparison(frame: np.ndarray, labels: np.ndarray, predictions: np.ndarray, *, pcutoff: float = 0.6,
+                    colors: Sequence[Color] | None = None, radius: int | None = None,
+                    thickness: int | None = None) -> np.ndarray:
+    """Labels (K, 2) as "+", predictions (K, 3) as dots (>= pcutoff) or "x" (below), in place."""
+    gt = np.asarray(labels, dtype=np.float64)
+    pred = np.asarray(predictions, dtype=np.float64)
+    colors = list(colors) if colors is not None else keypoint_colors(len(gt))
+    r, t = _size(frame, radius, thickness)
+    for k in range(len(gt)):
+        if np.isfinite(gt[k, :2]).all():
+            cv2.drawMarker(frame, tuple(np.round(gt[k, :2]).astype(int)), colors[k], cv2.MARKER_CROSS, 4 * r, t)
+        if np.isfinite(pred[k, :2]).all():
+            p = tuple(np.round(pred[k, :2]).astype(int))
+            if np.nan_to_num(pred[k, 2], nan=-1.0) >= pcutoff:
+                cv2.circle(frame, p, r, colors[k], -1, cv2.LINE_AA)
+            else:
+                cv2.drawMarker(frame, p, colors[k], cv2.MARKER_TILTED_CROSS, 3 * r, t)
+    return frame
+
+
+def skeleton_indices(bodyparts: Sequence[str], skeleton: Sequence[Sequence[str]], where: str = "skeleton") -> list[tuple[int, int]]:
+    """Name pairs -> index pairs, naming any bodypart that the table does not have."""
+    index = {b: i for i, b in enumerate(bodyparts)}
+    out = []
+    for pair in skeleton:
+        if len(pair) != 2:
+            raise ValueError(f"{where}: each skeleton edge needs two bodyparts, got {list(pair)!r}")
+        unknown = [p for p in pair if p not in index]
+        if unknown:
+            raise ValueError(f"{where}: bodyparts {unknown} are not among {list(bodyparts)}")
+        out.append((index[pair[0]], index[pair[1]]))
+    return out
+
+
+def label_video(results: str | os.PathLike[str], video: str | os.PathLike[str],
+                output: str | os.PathLike[str] | None = None, *, pcutoff: float = 0.6,
+                skeleton: Sequence[Sequence[str]] = (), codec: str = "mp4v", progress: bool = True) -> Path:
+    """Draw a results table (.h5/.csv) onto its video; writes ``<results stem>_labeled.mp4`` by default.
+
+    Row i is drawn on frame i (the analysis keeps that alignment); frames without a row are
+    copied unchanged. The output is written under a temporary name and renamed when complete.
+    """
+    from tqdm import tqdm
+
+    from .results import read_results
+    from .video import open_video
+
+    res = read_results(results)
+    coords = res.coords if res.individuals is None else res.coords.reshape(len(res.coords), -1, 3)
+    edges = skeleton_indices(res.bodyparts, skeleton, f"{results}")
+    if res.individuals is not None:  # one skeleton per animal, in the flattened order
+        k = len(res.bodyparts)
+        edges = [(a + i * k, b + i * k) for i in range(len(res.individuals)) for a, b in edges]
+    colors = keypoint_colors(len(res.bodyparts)) * (1 if res.individuals is None else len(res.individuals))
+    out = Path(output) if output is not None else Path(results).with_name(Path(results).stem + "_labeled.mp4")
+    cap, info = open_video(video)
+    fps = info.fps if info.fps > 0 else 30.0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix or ".mp4", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), fps, (info.width, info.height))
+    try:
+        if not writer.isOpened():
+            raise RuntimeError(f"{out}: OpenCV cannot write a {out.suffix or '.mp4'} video with codec {codec!r}")
+        total = info.frame_count or None
+        with tqdm(total=total, unit="frame", desc=f"label {Path(video).name}", disable=not progress,
+                  mininterval=0.5) as bar:
+            i = 0
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if i < len(coords):
+                    draw_pose(frame, coords[i], skeleton=edges, pcutoff=pcutoff, colors=colors)
+                writer.write(frame)
+                i += 1
+                bar.update(1)
+        if i == 0:
+            raise RuntimeError(f"{video}: no frame could be decoded")
+        writer.release()
+        _share_mode(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        writer.release()
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    finally:
+        cap.release()
+    return out
+
+
+def _share_mode(path: Path) -> None:
+    """mkstemp makes files private (0600); results are meant to be shared like any other file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
