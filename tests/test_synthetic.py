@@ -215,6 +215,15 @@ def test_other_bodyparts(tmp_path: Path) -> None:
     assert ["snout", "leftear"] not in cfg["skeleton"] and ["neck", "bodycenter"] in cfg["skeleton"]
 
 
+def test_overwrite_replaces_the_project(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", n_frames=5, video_frames=4, seed=1)
+    make_project(root, n_frames=3, video_frames=6, seed=2, overwrite=True)
+    pngs = sorted(f.name for f in (root / "labeled-data" / VIDEO_NAME).glob("*.png"))
+    assert pngs == ["img0000.png", "img0001.png", "img0002.png"]
+    assert len(load_project(root)) == 3 and load_video_truth(root).shape == (6, 4, 2)
+    assert not list(root.rglob(".*"))  # no temporary files left behind
+
+
 def test_bad_arguments(tmp_path: Path, project: Path) -> None:
     with pytest.raises(ValueError, match="paw"):
         make_project(tmp_path / "a", bodyparts=("snout", "paw"))

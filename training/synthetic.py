@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def _spine(pose: Pose, n: int = 32) -> np.ndarray:
     return points - centre + [pose.x, pose.y]
 
 
-def _tail_centreline(pose: Pose, start: np.ndarray, back: float, n: int = 24) -> np.ndarray:
+def _tail_centreline(pose: Pose, start: np.ndarray, back: float, n: int = 25) -> np.ndarray:
     """(n, 2) points from the tail base backwards (angle `back`), a travelling wave along it."""
     u = np.linspace(0.0, 1.0, n)
     angles = back + pose.tail_amp * u * np.sin(2.2 * np.pi * u + pose.tail_phase)
@@ -109,8 +110,9 @@ def _geometry(pose: Pose) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndar
     s = pose.scale
     spine = _spine(pose)
     arc = np.linspace(0.0, _BODY_END, len(spine))
-    at = lambda a: np.array([np.interp(a, arc, spine[:, k]) for k in range(2)])  # noqa: E731
-    tailbase, centre, neck = spine[0], at(_CENTRE), at(_NECK_ARC)
+    tailbase = spine[0]
+    centre, neck = (np.array([np.interp(a, arc, spine[:, 0]), np.interp(a, arc, spine[:, 1])])
+                    for a in (_CENTRE, _NECK_ARC))
     d_neck = _unit(pose.heading + pose.bend * (_NECK_ARC / _BODY_END - 0.5))
     d_head = _unit(math.atan2(d_neck[1], d_neck[0]) + pose.head_turn)
     snout = neck + _HEAD_LEN * s * d_head  # the nose disk is centred on the head's tip
@@ -129,7 +131,7 @@ def _geometry(pose: Pose) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndar
     head_c = neck + (_HEAD_LEN - head_half) * s * d_head
     keypoints = {
         "snout": snout, "leftear": left_ear, "rightear": right_ear, "neck": neck,
-        "bodycenter": centre, "tailbase": tailbase, "tailmid": tail[len(tail) // 2],
+        "bodycenter": centre, "tailbase": tailbase, "tailmid": tail[len(tail) // 2],  # u = 0.5
         "tailend": tail[-1],
     }
     ear_outer, ear_inner = _EAR_R * s, _EAR_R * _EAR_INNER * s
@@ -224,9 +226,25 @@ def _look(rng: np.random.Generator) -> Look:
                 tail=tail.astype(np.float32), nose=(pink * 0.9).astype(np.float32))
 
 
-def _render(background: np.ndarray, pose: Pose, look: Look, rng: np.random.Generator,
-            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Draw the animal over the background; returns (uint8 RGB frame, keypoints by name)."""
+@dataclass(frozen=True)
+class Camera:
+    """Optics and sensor of one recording: Gaussian blur sigma and noise sigma (pixels, grey levels)."""
+
+    blur: float
+    noise: float
+
+
+def _camera(rng: np.random.Generator) -> Camera:
+    blur = rng.uniform(0.0, 0.8)
+    return Camera(blur=blur if blur > 0.3 else 0.0, noise=rng.uniform(2.0, 7.0))
+
+
+def _render(background: np.ndarray, pose: Pose, look: Look, camera: Camera,
+            rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Draw the animal over the background; returns (uint8 RGB frame, keypoints by name).
+
+    `rng` only supplies this frame's fur grain and sensor noise.
+    """
     keypoints, shapes = _geometry(pose)
     height, width = background.shape[:2]
     img = background.copy()
@@ -239,7 +257,7 @@ def _render(background: np.ndarray, pose: Pose, look: Look, rng: np.random.Gener
     roi = img[y0:y1, x0:x1]
     hw = roi.shape[:2]
     fur = _mask(hw, shapes["fur"], origin)
-    # A soft shadow grounds the animal; it is offset so it does not move the outline.
+    # A soft shadow, cast down-right as by a light at the upper left, grounds the animal.
     shadow = cv2.GaussianBlur(fur[..., 0], (0, 0), 0.12 * pose.scale)
     roi[2:, 2:] *= (1.0 - 0.3 * shadow[:-2, :-2])[..., None]
     for layer in ("tail", "fur", "ear", "nose"):
@@ -249,10 +267,9 @@ def _render(background: np.ndarray, pose: Pose, look: Look, rng: np.random.Gener
             grain = cv2.GaussianBlur(rng.standard_normal(hw, np.float32), (0, 0), 0.8)
             colour = colour * (1.0 + 0.15 * grain[..., None])
         roi[:] = roi * (1.0 - alpha) + colour * alpha
-    blur = rng.uniform(0.0, 0.8)
-    if blur > 0.3:
-        img = cv2.GaussianBlur(img, (0, 0), blur)
-    img += rng.uniform(2.0, 7.0) * rng.standard_normal(img.shape, np.float32)
+    if camera.blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), camera.blur)
+    img += camera.noise * rng.standard_normal(img.shape, np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8), keypoints
 
 
@@ -261,7 +278,7 @@ def _reach(bodyparts: tuple[str, ...]) -> float:
     front, back = _NECK_ARC - _CENTRE, _CENTRE  # arc lengths bound the straight distances
     reach = {"snout": front + _HEAD_LEN, "leftear": front + _EAR_FWD + _EAR_SIDE,
              "neck": front, "bodycenter": 0.0, "tailbase": back,
-             "tailmid": back + _TAIL_LEN / 2, "tailend": back + _TAIL_LEN}
+             "tailmid": back + _TAIL_LEN / 2, "tailend": back + _TAIL_LEN}  # x _SCALE_RANGE[1]
     reach["rightear"] = reach["leftear"]
     return max(reach[b] for b in bodyparts)
 
@@ -310,7 +327,8 @@ def _trajectory(rng: np.random.Generator, frames: int, fps: float, width: int, h
         xy[i], headings[i], turn_rate[i] = pos, heading, omega
     bend = np.clip(0.2 * turn_rate + 0.15 * _smooth_signal(rng, t, (0.1, 0.5)), -_MAX_BEND, _MAX_BEND)
     head_turn = _MAX_HEAD_TURN * 0.8 * _smooth_signal(rng, t, (0.2, 0.8))
-    scale = unit * rng.uniform(*_SCALE_RANGE) * (1.0 + 0.03 * _smooth_signal(rng, t, (0.2, 0.6)))
+    breathing = 1.0 + 0.03 * _smooth_signal(rng, t, (0.2, 0.6))
+    scale = unit * np.clip(rng.uniform(*_SCALE_RANGE) * breathing, *_SCALE_RANGE)
     tail_amp = 0.4 + 0.3 * _smooth_signal(rng, t, (0.1, 0.4))
     tail_phase = rng.uniform(0, 2 * np.pi) + 2 * np.pi * 0.7 * t
     return [Pose(float(xy[i, 0]), float(xy[i, 1]), float(headings[i]), float(bend[i]),
@@ -340,15 +358,18 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     _write_bytes(path, buf.tobytes())
 
 
-def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    """mp4v in .mp4: the codec this OpenCV build both writes and reads back (avc1 is absent)."""
-    height, width = frames[0].shape[:2]
+def _write_video(path: Path, frames: Iterable[np.ndarray], size: tuple[int, int],
+                 fps: float) -> None:
+    """Stream RGB frames of `size` (width, height) into an mp4v .mp4.
+
+    mp4v is what this OpenCV build both writes and reads back (its ffmpeg has no H.264 encoder).
+    """
     # The temporary name keeps the .mp4 suffix: OpenCV picks the container from it.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    writer = cv2.VideoWriter(tmp_name, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     try:
-        writer = cv2.VideoWriter(tmp_name, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not writer.isOpened():
             raise OSError(f"{path}: OpenCV cannot open an mp4v video writer")
         for frame in frames:
@@ -357,6 +378,7 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
         _readable(tmp)
         os.replace(tmp, path)
     except BaseException:
+        writer.release()
         tmp.unlink(missing_ok=True)
         raise
 
@@ -452,8 +474,10 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
     videos/mouse1.mp4 (`video_frames` frames at `image_size` = (width, height)) and
     videos/mouse1_truth.h5 (its exact keypoints in DLC results layout, likelihood 1).
     `unlabeled_prob`: chance that a keypoint is left unlabeled (NaN) although it is drawn.
-    `sizes_vary`: every third labeled frame is larger and every third+1 wider, as when a project
-    mixes cameras. config.yaml is written last, so a project without it is incomplete.
+    `sizes_vary`: labeled frames cycle through (width, height), 5/4 of both, and 9/8 of the
+    width, as when a project mixes cameras (the animal keeps its size).
+    config.yaml is written last, so a project without it is incomplete; with `overwrite`, older
+    imgNNNN.png files that the new table does not list are removed.
     """
     root = Path(root).resolve()
     bodyparts = tuple(bodyparts)
@@ -478,12 +502,15 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
         # One generator per frame: frame i is the same whatever n_frames is.
         rng = np.random.default_rng([seed, 0, i])
         w, h = sizes[i % len(sizes)]
-        frame, kps = _render(_arena(rng, w, h), _random_pose(rng, w, h, unit, margin), _look(rng), rng)
+        frame, kps = _render(_arena(rng, w, h), _random_pose(rng, w, h, unit, margin), _look(rng),
+                             _camera(rng), rng)
         name = f"img{i:04d}.png"
         _write_png(labeled_dir / name, frame)
         images.append(f"labeled-data/{VIDEO_NAME}/{name}")
         labeled = rng.random(len(bodyparts)) >= unlabeled_prob
         coords[i, 0, labeled] = np.array([kps[b] for b in bodyparts])[labeled]
+    for stale in set(labeled_dir.glob("img*.png")) - {root / i for i in images}:
+        stale.unlink()
     table = labeled_dir / f"CollectedData_{scorer}.h5"
     write_labeled_table(table, LabeledTable(images=images, bodyparts=list(bodyparts),
                                             individuals=[SINGLE_ANIMAL], scorer=scorer,
@@ -491,18 +518,20 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
     _readable(table)
     _readable(table.with_suffix(".csv"))
 
-    # The video: one session (one arena, one animal), per-frame sensor noise.
+    # The video: one session (one arena, one animal, one camera), per-frame sensor noise.
     rng = np.random.default_rng([seed, 1])
-    background, look = _arena(rng, width, height), _look(rng)
+    background, look, camera = _arena(rng, width, height), _look(rng), _camera(rng)
     poses = _trajectory(rng, video_frames, fps, width, height, unit, margin)
-    frames, truth = [], np.empty((video_frames, len(bodyparts), 3))
-    for t, pose in enumerate(poses):
-        frame, kps = _render(background, pose, look, np.random.default_rng([seed, 2, t]))
-        frames.append(frame)
-        truth[t, :, :2] = [kps[b] for b in bodyparts]
-    truth[..., 2] = 1.0
+    truth = np.ones((video_frames, len(bodyparts), 3))  # likelihood 1
+
+    def frames() -> Iterator[np.ndarray]:
+        for t, pose in enumerate(poses):
+            frame, kps = _render(background, pose, look, camera, np.random.default_rng([seed, 2, t]))
+            truth[t, :, :2] = [kps[b] for b in bodyparts]
+            yield frame
+
     video = video_dir / f"{VIDEO_NAME}.mp4"
-    _write_video(video, frames, fps)
+    _write_video(video, frames(), (width, height), fps)
     _readable(write_results(video_dir / f"{VIDEO_NAME}_truth.h5", truth, list(bodyparts), scorer))
 
     _write_bytes(root / "config.yaml",
