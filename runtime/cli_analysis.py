@@ -100,7 +100,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     metrics, pred = evaluate_with_predictions(model, (project.load_image(i) for i in indices), gt, color="rgb",
                                               pcutoff=pcutoff, batch_size=args.batch_size)
     print(format_metrics(metrics, model.keypoints,
-                         title=f"{model.name} on {args.project}: {args.split} split, {len(indices)} images ({source})"))
+                         title=f"{model.name} on {args.project}: {args.split} split, {len(indices)} images"
+                               + ("" if args.split == "all" else f" ({source})")))
     if args.json:
         from .results import atomic_output
 

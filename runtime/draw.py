@@ -18,11 +18,20 @@ import numpy as np
 Color = tuple[int, int, int]
 
 
+def rainbow(n: int) -> np.ndarray:
+    """``n`` RGB colours (0..1) along matplotlib's "rainbow" colormap, DeepLabCut's default.
+
+    Computed from the colormap's defining functions (red |2x - 1/2|, green sin(pi x), blue
+    cos(pi x / 2)) so videos get the plots' colours without importing matplotlib.
+    """
+    x = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(max(n, 0))
+    rgb = np.stack([np.abs(2 * x - 0.5), np.sin(np.pi * x), np.cos(np.pi * x / 2)], axis=-1)
+    return np.clip(rgb, 0.0, 1.0)
+
+
 def keypoint_colors(n: int) -> list[Color]:
-    """``n`` distinct BGR colours along a rainbow colormap (DeepLabCut's default look)."""
-    ramp = np.linspace(0, 255, max(n, 1)).astype(np.uint8).reshape(-1, 1)
-    lut = cv2.applyColorMap(ramp, cv2.COLORMAP_RAINBOW).reshape(-1, 3)
-    return [tuple(int(c) for c in lut[i]) for i in range(n)]  # type: ignore[misc]
+    """``n`` distinct BGR colours for OpenCV drawing, the same as the plots use."""
+    return [(int(round(b * 255)), int(round(g * 255)), int(round(r * 255))) for r, g, b in rainbow(n)]
 
 
 def _size(frame: np.ndarray, radius: int | None, thickness: int | None) -> tuple[int, int]:

@@ -62,7 +62,7 @@ def write_nwb(path: str | os.PathLike[str], coords: np.ndarray, bodyparts: Seque
     if video_path is not None:
         source = ImageSeries(name="source_video", description="the analysed video (external file)",
                              unit="n.a.", external_file=[str(video_path)], format="external", starting_frame=[0],
-                             rate=float(fps), dimension=[int(width or 0), int(height or 0)])
+                             num_samples=len(coords), rate=float(fps), dimension=[int(width or 0), int(height or 0)])
         nwbfile.add_acquisition(source)
     index = {b: i for i, b in enumerate(bodyparts)}
     edges = np.array([[index[a], index[b]] for a, b in skeleton], dtype="uint8").reshape(-1, 2)

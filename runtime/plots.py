@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .draw import rainbow
 from .results import atomic_output, read_results
 
 #: The files ``plot_results`` writes, named as DeepLabCut names them.
@@ -26,8 +27,6 @@ def plot_results(results: str | os.PathLike[str], output_dir: str | os.PathLike[
     displacement plots (the likelihood plot shows them all, with the cutoff as a line). Default
     folder: ``plot-poses/<video stem>/`` beside the results, as DeepLabCut does.
     """
-    from matplotlib import colormaps
-
     res = read_results(results)
     if res.individuals is not None:
         coords = res.coords.reshape(len(res.coords), -1, 3)
@@ -40,7 +39,7 @@ def plot_results(results: str | os.PathLike[str], output_dir: str | os.PathLike[
         output_dir = src.parent / "plot-poses" / video_stem
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    colors = colormaps["rainbow"](np.linspace(0, 1, max(len(names), 1)))
+    colors = rainbow(len(names))
     frames = np.arange(len(coords))
     like = coords[..., 2]
     keep = np.nan_to_num(like, nan=-1.0) >= pcutoff

@@ -329,6 +329,7 @@ def _analyze(model: PoseModel, video: Path, output_dir: str | os.PathLike[str] |
     scorer = scorer_name(model.name)
     h5 = result_path(video, scorer, output_dir)
     if h5.exists() and not overwrite:
+        _complete_outputs(h5, video, model, csv, nwb)
         return Outcome(video, "skipped", h5)
     if nwb:
         from .nwb import require_nwb
@@ -394,6 +395,22 @@ def _analyze(model: PoseModel, video: Path, output_dir: str | os.PathLike[str] |
         warnings.warn(f"{video}: {' and '.join(detail)}; their rows in {h5.name} are NaN",
                       FrameLossWarning, stacklevel=3)
     return Outcome(video, "done", h5, meta=meta)
+
+
+def _complete_outputs(h5: Path, video: Path, model: PoseModel, csv: bool, nwb: bool) -> None:
+    """Existing results: add a requested .csv / .nwb that an earlier run did not write."""
+    if csv and not h5.with_suffix(".csv").exists():
+        from .results import read_results
+
+        with atomic_output(h5.with_suffix(".csv")) as tmp:
+            read_results(h5).df.to_csv(tmp)
+    if nwb and not h5.with_suffix(".nwb").exists():
+        from .nwb import results_to_nwb
+
+        cap, info = open_video(video)
+        cap.release()
+        results_to_nwb(h5, h5.with_suffix(".nwb"), fps=info.fps, skeleton=model.spec.skeleton, video=video,
+                       width=info.width, height=info.height)
 
 
 @dataclass

@@ -131,6 +131,10 @@ def test_existing_results_are_skipped_unless_overwrite(model_path, dots, tmp_pat
     os.utime(out, ns=(before - 10**9, before - 10**9))
     assert main(args) == 0
     assert "skipped" in capsys.readouterr().out and out.stat().st_mtime_ns == before - 10**9
+    assert main(args + ["--csv"]) == 0  # skipped, but the .csv asked for now is made from the .h5
+    assert out.stat().st_mtime_ns == before - 10**9
+    np.testing.assert_array_equal(read_results(out.with_suffix(".csv")).coords, read_results(out).coords)
+    out.with_suffix(".csv").unlink()
     assert main(args + ["--overwrite", "--csv"]) == 0
     assert out.stat().st_mtime_ns > before - 10**9 and out.with_suffix(".csv").exists()
 
@@ -257,3 +261,23 @@ def test_meta_sidecar_is_valid_json(model_path, dots, tmp_path):
     out = analyze_video(model_path, video, tmp_path, progress=False)
     doc = json.loads(meta_path(out).read_text())
     assert doc["scorer"] == SCORER and doc["outputs"] == [out.name]
+
+
+@pytest.mark.slow
+def test_real_h264_video(openfield_dir, model_path, tmp_path):
+    """The openfield mp4 (h264, 2330 frames): every frame analysed, rows equal per-frame predict."""
+    import cv2
+
+    video = openfield_dir / "videos" / "m3v1mp4.mp4"
+    out = analyze_video(model_path, video, tmp_path, batch_size=8, progress=False)
+    meta = load_meta(out)
+    assert (meta["frames_written"], meta["frames_read"], meta["corrupt_frames"]) == (2330, 2330, 0)
+    res = read_results(out)
+    model = PoseModel.load(model_path, device="cpu")
+    cap = cv2.VideoCapture(str(video))
+    for i in range(300):
+        ok, frame = cap.read()
+        assert ok
+        if i % 37 == 0:
+            np.testing.assert_allclose(res.coords[i], model(frame), atol=1e-6)
+    cap.release()
