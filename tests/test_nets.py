@@ -193,6 +193,7 @@ def test_lite_candidates_in_budget(models: dict[str, PoseNet], name: str) -> Non
     assert 0.5 <= count_flops(models[name], (240, 320)) <= 1.6
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter is "legacy"
 def test_onnx_export_dynamic_matches_onnxruntime(tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import numbers
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -93,8 +94,10 @@ def list_models(include_aliases: bool = True) -> list[str]:
 def create_model(name: str, num_keypoints: int, **kwargs) -> "PoseNet":
     """Build a registered model; unknown names or keyword arguments raise ValueError."""
     canonical = resolve_name(name)
-    if not isinstance(num_keypoints, int) or isinstance(num_keypoints, bool) or num_keypoints < 1:
+    if not isinstance(num_keypoints, numbers.Integral) or isinstance(num_keypoints, bool) \
+            or num_keypoints < 1:
         raise ValueError(f"num_keypoints must be a positive int, got {num_keypoints!r}")
+    num_keypoints = int(num_keypoints)
     factory = _REGISTRY[canonical]
     params = inspect.signature(factory).parameters
     allowed = [p for p in params if p != "num_keypoints"]
@@ -527,8 +530,10 @@ class HRFusion(nn.Module):
         for i, row in enumerate(self.paths):
             y = xs[i]
             for j, path in enumerate(row):
-                if j != i:
-                    y = y + _up2(path(xs[j]), j - i) if j > i else y + path(xs[j])
+                if j > i:  # coarser source: project, then upsample by 2^(j-i)
+                    y = y + _up2(path(xs[j]), j - i)
+                elif j < i:  # finer source: strided convs
+                    y = y + path(xs[j])
             out.append(F.relu(y))
         return out
 
