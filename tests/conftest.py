@@ -14,3 +14,34 @@ def openfield_dir() -> Path:
     if not (OPENFIELD / "config.yaml").is_file():
         pytest.skip(f"real data not found at {OPENFIELD} (the ../shared/data folder is absent)")
     return OPENFIELD
+
+
+@pytest.fixture(scope="session")
+def synthetic_project(tmp_path_factory) -> Path:
+    """A small synthetic DeepLabCut project (with a video and its ground truth)."""
+    from posezoo.training.synthetic import make_project
+
+    return make_project(tmp_path_factory.mktemp("synthetic") / "project", n_frames=48, video_frames=60,
+                        image_size=(192, 160), seed=1)
+
+
+TINY_TRAIN = {"model": "lite", "epochs": 12, "batch_size": 8, "eval_every": 6, "scale": 1.0,
+              "input.train_size": [128, 128], "split.test_indices": list(range(4, 48, 8))}
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, synthetic_project) -> Path:
+    """A briefly trained torch run on the synthetic project (shared: training is the slow part)."""
+    pytest.importorskip("torch")
+    from posezoo.training.api import train
+
+    return train(synthetic_project, backend="torch", output=tmp_path_factory.mktemp("runs") / "tiny",
+                 progress=False, **TINY_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def exported_model(tmp_path_factory, trained_run) -> Path:
+    from posezoo.export import export
+
+    out = tmp_path_factory.mktemp("export") / "tiny.onnx"
+    return export(trained_run, out, progress=lambda _msg: None).path

@@ -1,0 +1,188 @@
+#!/usr/bin/env python
+"""Video analysis throughput and memory, measured side by side in one run.
+
+1. bare model: frames decoded and prepared beforehand, batches fed straight to the session
+   (measured before and after step 2, so background load on a shared machine shows up);
+2. end to end: ``analyze_video`` on the whole video in a fresh process (decode thread, batching,
+   streamed .h5 writing), and the ratio end-to-end / bare (target >= 0.9);
+3. memory: the same analysis of a 4x longer video (the video concatenated 4 times into a temp
+   folder) in another fresh process; peak RSS (VmHWM) of both (target: within 10%).
+
+    python benchmarks/video_throughput.py ../shared/data/openfield/videos/m3v1mp4.mp4 \
+        --model model.onnx --threads 2
+
+Any posezoo .onnx works; ``--frames N`` uses only the first N frames (quicker runs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+_CHILD = r"""
+import json, sys, time
+from pathlib import Path
+from posezoo.runtime import PoseModel
+from posezoo.runtime.video import analyze_video, load_meta
+model_path, video, out_dir, threads, batch = sys.argv[1:6]
+model = PoseModel.load(model_path, device="cpu", threads=int(threads))
+t0 = time.perf_counter()
+h5 = analyze_video(model, video, out_dir, batch_size=int(batch), progress=False, overwrite=True)
+wall = time.perf_counter() - t0
+meta = load_meta(h5)
+status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+print(json.dumps({"wall_s": wall, "frames": meta["frames_written"], "loop_fps": meta["timing"]["frames_per_second"],
+                  "corrupt": meta["corrupt_frames"], "missing": meta["missing_frames"],
+                  "vm_hwm_mb": int(status["VmHWM"].split()[0]) / 1024}))
+"""
+
+
+def ffmpeg_exe() -> str | None:
+    """An ffmpeg binary for lossless (stream-copy) cutting and concatenation, if one is around."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # not installed, or no binary for this platform
+        return None
+
+
+def reencode(src: Path, dst: Path, repeat: int, frames: int | None) -> None:
+    """Fallback without ffmpeg: write (the first ``frames`` of) ``src`` ``repeat`` times with OpenCV."""
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for _ in range(repeat):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        n = 0
+        while frames is None or n < frames:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            writer.write(frame)
+            n += 1
+    writer.release()
+    cap.release()
+
+
+def make_videos(video: Path, tmp: Path, frames: int | None) -> tuple[Path, Path, bool]:
+    """(1x video, 4x video, whether the 1x is the original file)."""
+    ff = ffmpeg_exe()
+    suffix = video.suffix or ".mp4"
+    one, four = tmp / f"one{suffix}", tmp / f"four{suffix}"
+    if ff is None:
+        print("no ffmpeg binary: re-encoding both videos with OpenCV (mp4v) so they compare fairly")
+        reencode(video, one.with_suffix(".mp4"), 1, frames)
+        reencode(video, four.with_suffix(".mp4"), 4, frames)
+        return one.with_suffix(".mp4"), four.with_suffix(".mp4"), False
+    quiet = [ff, "-hide_banner", "-loglevel", "error", "-y"]
+    if frames is not None:
+        subprocess.run(quiet + ["-i", str(video), "-frames:v", str(frames), "-an", "-c", "copy", str(one)], check=True)
+    else:
+        one = video
+    listing = tmp / "concat.txt"
+    listing.write_text("".join(f"file '{one.resolve()}'\n" for _ in range(4)))
+    subprocess.run(quiet + ["-f", "concat", "-safe", "0", "-i", str(listing), "-an", "-c", "copy", str(four)],
+                   check=True)
+    return one, four, one == video
+
+
+def bare_fps(model_path: Path, video: Path, threads: int, batch: int, n_frames: int, seconds: float) -> float:
+    """Frames/s of the session alone on pre-decoded, pre-prepared batches of the video's frames."""
+    from posezoo.runtime import PoseModel
+
+    model = PoseModel.load(model_path, device="cpu", threads=threads)
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while len(frames) < n_frames:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        raise SystemExit(f"{video}: no frame could be decoded")
+    plan = model.plan_for(*frames[0].shape[:2])
+    batches = [model.prepare_batch(frames[i:i + batch], plan, "bgr") for i in range(0, len(frames) - batch + 1, batch)]
+    model.run_tensor(batches[0])  # warm-up
+    done, start = 0, time.perf_counter()
+    while True:
+        for tensor in batches:
+            model.run_tensor(tensor)
+            done += len(tensor)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return done / elapsed
+
+
+def run_child(model: Path, video: Path, out_dir: Path, threads: int, batch: int) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(model), str(video), str(out_dir), str(threads),
+                           str(batch)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"analysis of {video} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def decode_fps(video: Path, limit: int = 600) -> float:
+    cap = cv2.VideoCapture(str(video))
+    n, start = 0, time.perf_counter()
+    while n < limit and cap.grab() and cap.retrieve()[0]:
+        n += 1
+    cap.release()
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("video", type=Path)
+    parser.add_argument("--model", type=Path, required=True, help="a posezoo .onnx model")
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=None, help="use only the first N frames")
+    parser.add_argument("--bare-frames", type=int, default=64, help="frames pre-decoded for the bare model")
+    parser.add_argument("--bare-seconds", type=float, default=15.0, help="time per bare measurement")
+    args = parser.parse_args()
+    if not args.video.is_file() or not args.model.is_file():
+        raise SystemExit(f"not found: {args.video if not args.video.is_file() else args.model}")
+
+    with tempfile.TemporaryDirectory(prefix="posezoo-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        one, four, original = make_videos(args.video, tmp, args.frames)
+        print(f"video {args.video.name}{'' if original else f' (first {args.frames} frames)' if args.frames else ''}; "
+              f"model {args.model.name}; CPU, {args.threads} threads, batch {args.batch_size}")
+        print(f"decode alone (OpenCV, one thread): {decode_fps(one):.0f} frames/s")
+        bare1 = bare_fps(args.model, one, args.threads, args.batch_size, args.bare_frames, args.bare_seconds)
+        e2e = run_child(args.model, one, tmp / "out1", args.threads, args.batch_size)
+        bare2 = bare_fps(args.model, one, args.threads, args.batch_size, args.bare_frames, args.bare_seconds)
+        long = run_child(args.model, four, tmp / "out4", args.threads, args.batch_size)
+        bare = (bare1 + bare2) / 2
+        e2e_fps = e2e["frames"] / e2e["wall_s"]
+        print(f"bare model            {bare:8.1f} frames/s   (before {bare1:.1f}, after {bare2:.1f})")
+        print(f"end-to-end analyze    {e2e_fps:8.1f} frames/s   ({e2e['frames']} frames in {e2e['wall_s']:.1f} s; "
+              f"loop alone {e2e['loop_fps']:.1f})")
+        print(f"ratio end-to-end/bare {e2e_fps / bare:8.3f}      (target >= 0.9)")
+        print(f"peak RSS 1x           {e2e['vm_hwm_mb']:8.1f} MB   ({e2e['frames']} frames)")
+        print(f"peak RSS 4x           {long['vm_hwm_mb']:8.1f} MB   ({long['frames']} frames, "
+              f"{long['frames'] / long['wall_s']:.1f} frames/s)")
+        print(f"RSS ratio 4x/1x       {long['vm_hwm_mb'] / e2e['vm_hwm_mb']:8.3f}      (target <= 1.10)")
+        if e2e["corrupt"] or e2e["missing"] or long["corrupt"] or long["missing"]:
+            print(f"note: lost frames: 1x {e2e['corrupt']} corrupt / {e2e['missing']} missing; "
+                  f"4x {long['corrupt']} / {long['missing']}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
