@@ -147,9 +147,10 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     from posezoo.zoo.cli import add_zoo_commands
 
     from .cli_analysis import add_analysis_commands
+    from .cli_demo import add_demo_command
     from .cli_train import add_training_commands
 
-    return [add_analysis_commands, add_training_commands, add_zoo_commands]
+    return [add_analysis_commands, add_training_commands, add_demo_command, add_zoo_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
