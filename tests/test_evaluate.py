@@ -130,3 +130,49 @@ def test_cli_evaluate_errors(model_path, project, tmp_path, capsys):
     bad_split.write_text(json.dumps({"train": [0], "test": [99], "method": "explicit"}))
     assert main(["evaluate", str(model_path), str(root), "--split-file", str(bad_split)]) == 2
     assert "outside the project's 10 images" in capsys.readouterr().err
+
+
+def test_cli_evaluate_project_without_the_models_bodyparts(model_path, tmp_path, capsys):
+    folder = tmp_path / "labeled-data" / "cam1"
+    folder.mkdir(parents=True)
+    frames, truth = _dots(2)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"img{i}.png"), frame)
+    table = LabeledTable(images=[f"labeled-data/cam1/img{i}.png" for i in range(2)], bodyparts=["red", "nose"],
+                         individuals=["single"], scorer="me", coords=truth[:, None, :2])
+    write_labeled_table(folder / "CollectedData_me.h5", table)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"scorer": "me", "bodyparts": ["red", "nose"]}))
+    assert main(["evaluate", str(model_path), str(tmp_path), "--split", "all"]) == 2
+    err = capsys.readouterr().err
+    assert "no bodyparts ['green', 'blue'] of model brightest-pixel" in err
+
+
+def test_cli_evaluate_broken_run_directory(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    (run / "config.yaml").write_text("backend: torch\n")
+    assert main(["evaluate", str(run)]) == 2  # recognised as a run, refused by the training API
+    assert str(run) in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_runtime_evaluation_of_an_export_matches_the_training_run(tmp_path, capsys):
+    """Train 1 epoch, export, then `posezoo evaluate MODEL PROJECT --split-file run/split.json` must
+    give the numbers the training backend computed (same spec, same split, same metrics module)."""
+    pytest.importorskip("torch")
+    from posezoo.training.api import export, train
+    from posezoo.training.synthetic import make_project
+
+    project = make_project(tmp_path / "proj", n_frames=12, video_frames=10)
+    run = train(project, backend="torch", output=tmp_path / "run", progress=False, epochs=1,
+                model="resnet_slim", batch_size=4)
+    onnx_path = export(run).path
+    assert main(["evaluate", str(run), "--json", str(tmp_path / "run.json")]) == 0
+    assert main(["evaluate", str(onnx_path), str(project), "--split-file", str(run / "split.json"),
+                 "--json", str(tmp_path / "rt.json")]) == 0
+    trained = json.loads((tmp_path / "run.json").read_text())["test"]
+    runtime = json.loads((tmp_path / "rt.json").read_text())["metrics"]
+    assert runtime["n_images"] == trained["n_images"] > 0
+    assert runtime["rmse"] == pytest.approx(trained["rmse"], abs=1e-3)
+    assert runtime["per_keypoint_rmse"] == pytest.approx(trained["per_keypoint_rmse"], abs=1e-3)
+    assert "test split" in capsys.readouterr().out
