@@ -281,3 +281,16 @@ def test_real_h264_video(openfield_dir, model_path, tmp_path):
         if i % 37 == 0:
             np.testing.assert_allclose(res.coords[i], model(frame), atol=1e-6)
     cap.release()
+
+
+def test_model_from_a_zoo(model_path, dots, tmp_path, monkeypatch):
+    """MODEL may be zoo:NAME: a real zoo directory, resolved and cached through posezoo.zoo."""
+    video, truth = dots
+    monkeypatch.setenv("POSEZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("POSEZOO_ZOO", str(tmp_path / "zoo"))
+    assert main(["zoo", "pack", str(model_path), "--output", str(tmp_path / "entry"), "--name", "dots",
+                 "--license", "MIT", "--description", "test model"]) == 0
+    assert main(["zoo", "publish", str(tmp_path / "entry"), str(tmp_path / "zoo")]) == 0
+    assert main(["analyze", "zoo:dots", str(video), "--output-dir", str(tmp_path / "out"), "-q"]) == 0
+    res = read_results(tmp_path / "out" / f"mouse1{SCORER}.h5")
+    np.testing.assert_array_equal(res.coords[..., :2], truth)
