@@ -123,6 +123,22 @@ def test_grid_is_centred_flip_equivariance(models: dict[str, PoseNet], name: str
     assert _flip_error(m, (32, 64)) < 2e-3  # small: cheap even for ResNet-50
 
 
+@pytest.mark.parametrize("name,kwargs", [("resnet_slim", {"stride": 4}),
+                                         ("mobilenetv2", {"stride": 4, "width": 0.5}),
+                                         ("hrnet_small", {"norm": "group", "width": 0.5})])
+def test_variants_stride4_and_groupnorm(name: str, kwargs: dict) -> None:
+    torch.manual_seed(2)
+    m = create_model(name, 2, **kwargs).train()
+    heat, loc = m(_frames(1, 64, 96))
+    s = kwargs.get("stride", 8)
+    assert m.stride == s and heat.shape == (1, 2, 64 // s, 96 // s) and loc.shape[-2:] == heat.shape[-2:]
+    if kwargs.get("norm") == "group":
+        assert any(isinstance(x, nn.GroupNorm) for x in m.modules())
+        assert not any(isinstance(x, nn.BatchNorm2d) for x in m.modules())
+    _symmetrise(m)
+    assert _flip_error(m, (32, 64)) < 2e-3
+
+
 def test_flip_equivariance_detects_an_off_by_half_network() -> None:
     body = nn.Sequential(*[nn.Sequential(nn.Conv2d(c, 8, 3, stride=2, padding=1), nn.ReLU())
                            for c in (3, 8, 8)])
