@@ -90,3 +90,13 @@ def test_nwb_without_its_packages_names_the_extra(analysed, tmp_path):
     assert run.returncode == 2
     assert 'pip install "posezoo[nwb]"' in run.stderr and "pynwb" in run.stderr
     assert not list(tmp_path.iterdir())  # refused before any work
+
+
+def test_analysis_modules_stay_light():
+    """The acquisition-PC install: no torch/TF, and NWB/matplotlib only when asked for."""
+    code = ("import sys; import posezoo.runtime.video, posezoo.runtime.evaluate, posezoo.runtime.draw, "
+            "posezoo.runtime.cli_analysis, posezoo.runtime.nwb, posezoo.runtime.plots; "
+            "from posezoo.runtime.cli import build_parser; build_parser(); "
+            "bad = {'torch', 'tensorflow', 'pynwb', 'ndx_pose', 'matplotlib', 'posezoo.training'} & set(sys.modules); "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
