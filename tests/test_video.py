@@ -294,3 +294,19 @@ def test_model_from_a_zoo(model_path, dots, tmp_path, monkeypatch):
     assert main(["analyze", "zoo:dots", str(video), "--output-dir", str(tmp_path / "out"), "-q"]) == 0
     res = read_results(tmp_path / "out" / f"mouse1{SCORER}.h5")
     np.testing.assert_array_equal(res.coords[..., :2], truth)
+
+
+def test_video_without_any_decodable_frame_leaves_nothing(model_path, tmp_path):
+    from dot_videos import avi_frame_chunks
+
+    clean = tmp_path / "clean.avi"
+    write_dot_video(clean, n=6, codec="MJPG", block=4)
+    data = bytearray(clean.read_bytes())
+    for offset, size in avi_frame_chunks(bytes(data)):
+        data[offset:offset + size] = bytes(size)
+    dead = tmp_path / "dead.avi"
+    dead.write_bytes(bytes(data))
+    out_dir = tmp_path / "out"
+    with pytest.raises(VideoError, match="dead.avi: no frame could be decoded"):
+        analyze_video(model_path, dead, out_dir, progress=False)
+    assert list(out_dir.iterdir()) == []
