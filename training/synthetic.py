@@ -546,3 +546,27 @@ def load_video_truth(project_root: str | os.PathLike, video: str = VIDEO_NAME) -
         raise FileNotFoundError(f"{path}: no ground truth here (is {project_root} a synthetic "
                                 "project made by posezoo.training.synthetic.make_project?)")
     return read_results(path).coords[..., :2].copy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m posezoo.training.synthetic DIR`: a project to try the workflow on."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m posezoo.training.synthetic",
+                                     description="Write a synthetic DeepLabCut project (labeled frames, "
+                                                 "config.yaml, a video and its ground truth) into DIR.")
+    parser.add_argument("root", type=Path, help="project directory to create")
+    parser.add_argument("--frames", type=int, default=120, help="labeled frames (default 120)")
+    parser.add_argument("--video-frames", type=int, default=300, help="video length (default 300)")
+    parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing synthetic project")
+    args = parser.parse_args(argv)
+    root = make_project(args.root, n_frames=args.frames, video_frames=args.video_frames,
+                        image_size=tuple(args.size), seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
