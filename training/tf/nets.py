@@ -43,7 +43,13 @@ BN_MOMENTUM = 0.9  # Keras' convention: torch's momentum 0.1
 BN_EPSILON = 1e-5  # torch's default
 
 layers = keras.layers
-HE_FAN_OUT = keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+def he_fan_out() -> keras.initializers.Initializer:
+    """torch's kaiming_normal_(mode="fan_out"). A new initializer per layer: a Keras initializer
+    repeats its values on every call, and its seed comes from Python's `random`, which the
+    training loop seeds (keras.utils.set_random_seed) so that a run's init is reproducible."""
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
 
 # ----------------------------------------------------------------------------------------
 # registry
@@ -134,7 +140,7 @@ def _norm(x: Any, kind: str, name: str, zero: bool = False) -> Any:
 def conv_norm_act(x: Any, cout: int, k: int, name: str, norm: str = "batch", act: bool = True,
                   zero: bool = False) -> Any:
     """Odd-kernel stride-1 conv ("same" padding is symmetric here) + norm (+ ReLU)."""
-    x = layers.Conv2D(cout, k, padding="same", use_bias=False, kernel_initializer=HE_FAN_OUT,
+    x = layers.Conv2D(cout, k, padding="same", use_bias=False, kernel_initializer=he_fan_out(),
                       name=f"{name}_conv")(x)
     x = _norm(x, norm, name, zero)
     return layers.ReLU(name=f"{name}_relu")(x) if act else x
@@ -143,7 +149,7 @@ def conv_norm_act(x: Any, cout: int, k: int, name: str, norm: str = "batch", act
 def down(x: Any, cout: int, name: str, norm: str = "batch") -> Any:
     """4x4 stride-2 conv: TF pads one pixel before, so output i is centred on input 2i+0.5."""
     x = layers.Conv2D(cout, 4, strides=2, padding="same", use_bias=False,
-                      kernel_initializer=HE_FAN_OUT, name=f"{name}_conv")(x)
+                      kernel_initializer=he_fan_out(), name=f"{name}_conv")(x)
     return layers.ReLU(name=f"{name}_relu")(_norm(x, norm, name))
 
 
@@ -278,7 +284,7 @@ def _application_model(backbone: keras.Model, shift: int, num_keypoints: int, ch
     y = backbone(x)
     for i in range(2):  # stride 32 -> 8; 4x4/2 transposed convs map cell i onto 2i, 2i+1
         y = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", use_bias=False,
-                                   kernel_initializer=HE_FAN_OUT, name=f"deconv{i}_conv")(y)
+                                   kernel_initializer=he_fan_out(), name=f"deconv{i}_conv")(y)
         y = layers.ReLU(name=f"deconv{i}_relu")(_norm(y, "batch", f"deconv{i}"))
     heat, loc = _heads(y, num_keypoints, heatmap_prior)
     crop = ((2, 2), (2, 2))
