@@ -122,7 +122,7 @@ def main() -> int:
                 h5 = analyze_video(model, clip, tmpdir / f"{label}-{precision}", batch_size=args.batch_size,
                                    progress=False, overwrite=True)
                 meta = load_meta(h5)
-                fps = meta["frames_written"] / meta["timing"]["wall_s"]
+                fps = meta["timing"]["frames_per_second"]
                 prov = model.spec.provenance
                 test = prov["metrics"]["export_test"]["rmse"]
                 rows.append((label, run.cfg.model.name, precision, fps, gflop, fps * gflop, test,

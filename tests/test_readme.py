@@ -31,4 +31,5 @@ def test_readme_block_runs(index, tmp_path):
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"README block {index} failed:\n{script}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
-    assert (tmp_path / "my-model.onnx").is_file() and list((tmp_path / "results").glob("mouse1*.h5"))
+    if "my-model.onnx" in script:  # the workflow block: its outputs really exist
+        assert (tmp_path / "my-model.onnx").is_file() and list((tmp_path / "results").glob("mouse1*.h5"))
