@@ -12,6 +12,7 @@ Layout (identical for every backend)::
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -30,6 +31,9 @@ from .config import TrainConfig
 from .project import Project, Split, load_project, make_split
 
 RUN_FILE = "run.json"
+# log.csv columns, the same for every backend.
+LOG_FIELDS = ["epoch", "step", "loss", "heatmap_loss", "locref_loss", "lr", "elapsed_s",
+              "test_rmse", "test_rmse_pcutoff", "test_mAP", "train_rmse"]
 BACKENDS = ("torch", "tf")
 
 
@@ -43,6 +47,32 @@ def write_json(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2, default=_jsonable)
+    os.replace(tmp, path)
+
+
+def append_log(path: Path, row: dict[str, Any]) -> None:
+    """Append one epoch's row to log.csv (flushed to disk: a crash loses at most that row)."""
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, LOG_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_FIELDS})
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def truncate_log(path: Path, next_epoch: int) -> None:
+    """Drop rows of epochs after the snapshot a run resumes from (written before a crash)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < next_epoch]
+    fd, tmp = tempfile.mkstemp(prefix=".log.", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
     os.replace(tmp, path)
 
 

@@ -1,7 +1,6 @@
 """The PyTorch training loop: AdamW + warmup/cosine, atomic snapshots, exact resume."""
 from __future__ import annotations
 
-import csv
 import math
 import os
 import tempfile
@@ -18,13 +17,10 @@ from posezoo.runtime.metrics import evaluate_keypoints
 from posezoo.runtime.session import physical_cores
 
 from ..data import BatchLoader, flip_pairs
-from ..run import Run, write_json
+from ..run import Run, append_log, truncate_log, write_json
 from ..schedule import lr_at
 from .infer import predict_frames
 from .nets import PoseNet, create_model
-
-LOG_FIELDS = ["epoch", "step", "loss", "heatmap_loss", "locref_loss", "lr", "elapsed_s",
-              "test_rmse", "test_rmse_pcutoff", "test_mAP", "train_rmse"]
 
 
 def build_net(run: Run) -> PoseNet:
@@ -83,7 +79,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, elapsed, best = state["epoch"] + 1, state["elapsed_s"], state["best"]
-        _truncate_log(log_path, start_epoch)
+        truncate_log(log_path, start_epoch)
     elif log_path.exists():
         log_path.unlink()
 
@@ -128,7 +124,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
             state["best"] = best
             save_snapshot(snap_dir / "best.pt", state)
         save_snapshot(snap_dir / "last.pt", state)
-        _append_log(log_path, row)
+        append_log(log_path, row)
         if elapsed >= deadline:
             bar.write(f"time limit of {cfg.train.time_limit_minutes} min reached after epoch {epoch}")
             break
@@ -142,31 +138,6 @@ def load_net(run: Run, snapshot: str = "best") -> PoseNet:
     net = build_net(run)
     net.load_state_dict(load_snapshot(run.snapshots / f"{snapshot}.pt")["model"])
     return net.eval()
-
-
-def _append_log(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, LOG_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_FIELDS})
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _truncate_log(path: Path, next_epoch: int) -> None:
-    """Drop rows of epochs after the snapshot we resume from (written before a crash)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < next_epoch]
-    fd, tmp = tempfile.mkstemp(prefix=".log.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def final_metrics(run: Run, snapshot: str = "best") -> dict[str, Any]:
