@@ -202,5 +202,9 @@ def _export_torch(run: Run, snapshot: str, spec: Spec, path: Path, heatmaps: boo
 
     net = load_net(run, snapshot)
     export_torch(net, spec, path, heatmaps)
-    weights_sha = sha256_file(run.snapshots / f"{snapshot}.pt")
+    digest = hashlib.sha256()  # the weights alone: the snapshot file also holds optimizer state
+    for key, tensor in net.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    weights_sha = digest.hexdigest()
     return (lambda frames: predict_frames(net, frames, spec)), weights_sha, {"torch": torch.__version__}
