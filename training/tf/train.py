@@ -3,8 +3,8 @@ schedule, log.csv, evaluation) in Keras 3 with a traced train step, atomic snaps
 resume.
 
 A snapshot is one Keras ``.weights.h5`` file (``model.load_weights`` reads it as is) with a
-``posezoo`` group added before it is renamed into place: the optimizer's variables and the loop
-state (epoch, elapsed time, best). One file, so the weights and the optimizer state that belong
+``posezoo`` group added before it is renamed into place: the optimizer's variables, the dropout
+seed generators' state and the loop state (epoch, elapsed time, best). One file, so the weights and the optimizer state that belong
 together are replaced together.
 """
 from __future__ import annotations
@@ -86,17 +86,19 @@ def save_snapshot(path: Path, model: keras.Model, opt: keras.optimizers.Optimize
         with h5py.File(tmp, "a") as fh:
             group = fh.create_group(STATE_GROUP)
             group.attrs["state"] = json.dumps(state)
-            opt_group = group.create_group("optimizer")
-            for i, var in enumerate(opt.variables):
-                opt_group.create_dataset(f"{i:04d}", data=np.asarray(var.numpy()))
+            for name, variables in (("optimizer", opt.variables), ("seed_generators", _seed_states(model))):
+                sub = group.create_group(name)
+                for i, var in enumerate(variables):
+                    sub.create_dataset(f"{i:04d}", data=np.asarray(var.numpy()))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def read_state(path: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """The loop state and optimizer arrays stored in a snapshot."""
+def read_state(path: Path) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
+    """The loop state and the arrays of the optimizer's variables and of the model's dropout
+    seed generators (their state is not among Keras' weights) stored in a snapshot."""
     if not path.is_file():
         raise FileNotFoundError(f"snapshot not found: {path}")
     with h5py.File(path, "r") as fh:
@@ -104,8 +106,13 @@ def read_state(path: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
             raise RunError(f"{path}: not a posezoo TF snapshot (no '{STATE_GROUP}' group)")
         group = fh[STATE_GROUP]
         state = json.loads(group.attrs["state"])
-        opt_vars = [group["optimizer"][k][()] for k in sorted(group["optimizer"])]
-    return state, opt_vars
+        arrays = {name: [group[name][k][()] for k in sorted(group[name])]
+                  for name in ("optimizer", "seed_generators")}
+    return state, arrays
+
+
+def _seed_states(model: keras.Model) -> list[Any]:
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
 def load_weights(model: keras.Model, path: Path) -> None:
@@ -124,11 +131,11 @@ def load_model(run: Run, snapshot: str = "best") -> keras.Model:
     return model
 
 
-def _restore_optimizer(opt: keras.optimizers.Optimizer, arrays: list[np.ndarray], path: Path) -> None:
-    if len(arrays) != len(opt.variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(arrays, opt.variables)):
-        raise RunError(f"{path}: its optimizer state ({len(arrays)} arrays) does not match this run's "
-                       f"optimizer ({len(opt.variables)} variables)")
-    for var, value in zip(opt.variables, arrays):
+def _restore(variables: list[Any], arrays: list[np.ndarray], what: str, path: Path) -> None:
+    if len(arrays) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(arrays, variables)):
+        raise RunError(f"{path}: its {what} ({len(arrays)} arrays) does not match this run's "
+                       f"({len(variables)} variables)")
+    for var, value in zip(variables, arrays):
         var.assign(value)
 
 
@@ -170,9 +177,10 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
     start_epoch, elapsed, best = 0, 0.0, {"test_rmse": math.inf, "epoch": -1}
     log_path = run.path / "log.csv"
     if resume and last_path.is_file():
-        state, opt_arrays = read_state(last_path)
+        state, arrays = read_state(last_path)
         load_weights(model, last_path)
-        _restore_optimizer(opt, opt_arrays, last_path)
+        _restore(opt.variables, arrays["optimizer"], "optimizer state", last_path)
+        _restore(_seed_states(model), arrays["seed_generators"], "dropout seed state", last_path)
         start_epoch, elapsed, best = state["epoch"] + 1, state["elapsed_s"], state["best"]
         _truncate_log(log_path, start_epoch)
     elif log_path.exists():
