@@ -173,14 +173,6 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _backend_exporter(backend: str) -> Callable[..., tuple[Predictor, str, dict[str, str]]]:
     if backend == "torch":
         return _export_torch

@@ -19,7 +19,7 @@ from posezoo.training.tf.env import keras, tf
 from posezoo.training.tf.infer import forward_fn, predict_frames, to_torch_layout
 from posezoo.training.tf.train import load_model, snapshot_path
 
-from .core import sha256_file
+from posezoo.runtime.files import sha256_file
 
 OPSET = 17
 
@@ -63,8 +63,7 @@ def deployable(model: keras.Model, spec: Spec, heatmaps: bool = False) -> Any:
 def export_keras(model: keras.Model, spec: Spec, path: Path, heatmaps: bool = False) -> onnx.ModelProto:
     """Convert ``model`` wrapped in the decoder to ``path`` (opset 17, dynamic batch and sizes);
     inputs and outputs get the contract's names and symbolic dimensions."""
-    import tf2onnx
-
+    tf2onnx = _tf2onnx()
     fn = deployable(model, spec, heatmaps)
     onnx_model, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=OPSET)
     names = ["keypoints", "heatmaps"] if heatmaps else ["keypoints"]
@@ -88,14 +87,22 @@ def export_run(run: Run, snapshot: str, spec: Spec, path: Path, heatmaps: bool
                ) -> tuple[Predictor, str, dict[str, str]]:
     """The exporter `posezoo.export.core` calls for TF runs: writes ``path`` and returns the
     framework predictor for the parity gate, the snapshot's sha256 and the versions used."""
-    import tf2onnx
-
+    tf2onnx = _tf2onnx()
     model = load_model(run, snapshot)
     export_keras(model, spec, path, heatmaps)
     forward = forward_fn(model)
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__}
     weights_sha = sha256_file(snapshot_path(run, snapshot))
     return (lambda frames: predict_frames(model, frames, spec, forward=forward)), weights_sha, versions
+
+
+def _tf2onnx() -> Any:
+    try:
+        import tf2onnx
+    except ImportError:
+        raise RuntimeError('exporting a TensorFlow run needs tf2onnx, which is not installed: '
+                           'pip install "posezoo[tf]"') from None
+    return tf2onnx
 
 
 def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:

@@ -103,7 +103,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                          title=f"{model.name} on {args.project}: {args.split} split, {len(indices)} images"
                                + ("" if args.split == "all" else f" ({source})")))
     if args.json:
-        from .results import atomic_output
+        from .files import atomic_output
 
         doc = {"model": model.name, "model_path": str(model.path), "project": str(args.project),
                "split": args.split, "split_source": source, "images": [project.images[i] for i in indices],
@@ -120,7 +120,7 @@ def _save_frames(folder: Path, project: Any, indices: Sequence[int], gt: Any, pr
     import cv2
 
     from .draw import draw_comparison
-    from .results import atomic_output
+    from .files import atomic_output
 
     folder.mkdir(parents=True, exist_ok=True)
     for row, i in enumerate(indices):
@@ -156,7 +156,7 @@ def _evaluate_run(run_dir: Path, args: argparse.Namespace) -> int:
                                                        f"{split} split"))
     if args.json:
         from .metrics import to_jsonable
-        from .results import atomic_output
+        from .files import atomic_output
 
         with atomic_output(args.json) as tmp:
             tmp.write_text(json.dumps(to_jsonable(result), indent=2))

@@ -6,14 +6,14 @@ a confident prediction a dot and a prediction under ``pcutoff`` an "x".
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
+
+from .files import atomic_output
 
 Color = tuple[int, int, int]
 
@@ -125,44 +125,30 @@ def label_video(results: str | os.PathLike[str], video: str | os.PathLike[str],
     out = Path(output) if output is not None else Path(results).with_name(Path(results).stem + "_labeled.mp4")
     cap, info = open_video(video)
     fps = info.fps if info.fps > 0 else 30.0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix or ".mp4", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), fps, (info.width, info.height))
     try:
-        if not writer.isOpened():
-            raise RuntimeError(f"{out}: OpenCV cannot write a {out.suffix or '.mp4'} video with codec {codec!r}")
-        total = info.frame_count or None
-        with tqdm(total=total, unit="frame", desc=f"label {Path(video).name}", disable=not progress,
-                  mininterval=0.5) as bar:
-            i = 0
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                if i < len(coords):
-                    draw_pose(frame, coords[i], skeleton=edges, pcutoff=pcutoff, colors=colors)
-                writer.write(frame)
-                i += 1
-                bar.update(1)
-        if i == 0:
-            raise RuntimeError(f"{video}: no frame could be decoded")
-        writer.release()
-        _share_mode(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        writer.release()
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+        with atomic_output(out, suffix=out.suffix or ".mp4") as tmp:  # OpenCV picks the container by suffix
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), fps, (info.width, info.height))
+            try:
+                if not writer.isOpened():
+                    raise RuntimeError(f"{out}: OpenCV cannot write a {out.suffix or '.mp4'} video with codec {codec!r}")
+                total = info.frame_count or None
+                with tqdm(total=total, unit="frame", desc=f"label {Path(video).name}", disable=not progress,
+                          mininterval=0.5) as bar:
+                    i = 0
+                    while True:
+                        ok, frame = cap.read()
+                        if not ok:
+                            break
+                        if i < len(coords):
+                            draw_pose(frame, coords[i], skeleton=edges, pcutoff=pcutoff, colors=colors)
+                        writer.write(frame)
+                        i += 1
+                        bar.update(1)
+                if i == 0:
+                    raise RuntimeError(f"{video}: no frame could be decoded")
+            finally:
+                writer.release()
     finally:
         cap.release()
     return out
 
-
-def _share_mode(path: Path) -> None:
-    """mkstemp makes files private (0600); results are meant to be shared like any other file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)

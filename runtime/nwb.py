@@ -16,7 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .results import atomic_output, read_results
+from .files import atomic_output
+from .results import read_results
 
 
 class NWBUnavailable(RuntimeError):

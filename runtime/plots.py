@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from .draw import rainbow
-from .results import atomic_output, read_results
+from .files import atomic_output
+from .results import read_results
 
 #: The files ``plot_results`` writes, named as DeepLabCut names them.
 PLOT_FILES = ("trajectory.png", "plot-likelihood.png", "plot.png", "hist.png")

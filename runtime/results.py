@@ -22,15 +22,16 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from .files import atomic_output
 
 __all__ = [
     "DLC_KEY",
@@ -39,7 +40,6 @@ __all__ = [
     "Results",
     "ResultsWriter",
     "SINGLE_ANIMAL",
-    "atomic_output",
     "read_labeled_table",
     "read_results",
     "write_labeled_table",
@@ -63,27 +63,6 @@ class DLCTableError(ValueError):
 
 
 # --------------------------------------------------------------------------- atomic output
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
-
-    The temporary file lives in the same directory so ``os.replace`` is atomic; on an
-    exception it is removed and ``path`` keeps its previous content (or stays absent).
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 # --------------------------------------------------------------------------- reading helpers

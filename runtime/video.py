@@ -14,7 +14,6 @@ and reported, never silently dropped.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import queue
@@ -30,7 +29,8 @@ import cv2
 import numpy as np
 
 from .model import PoseModel
-from .results import ResultsWriter, atomic_output
+from .files import atomic_output, sha256_file
+from .results import ResultsWriter
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".wmv", ".webm", ".h264")
 #: Give up on a stream after this many failed reads in a row (the rest counts as missing).
@@ -85,14 +85,6 @@ def expand_videos(items: Sequence[str | os.PathLike[str]]) -> list[Path]:
         else:
             out.append(path)
     return out
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -512,7 +504,7 @@ def _model_sha256(model: PoseModel) -> str:
     stat = Path(model.path).stat()
     key = (str(model.path), stat.st_size, stat.st_mtime_ns)
     if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(model.path)
+        _SHA_CACHE[key] = sha256_file(model.path)
     return _SHA_CACHE[key]
 
 
@@ -534,5 +526,5 @@ def load_meta(h5: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 __all__ = ["FrameLossWarning", "Outcome", "VideoError", "VideoInfo", "analyze_video", "analyze_videos",
-           "expand_videos", "indexed_frames", "load_meta", "meta_path", "open_video", "read_results",
+           "expand_videos", "indexed_frames", "load_meta", "meta_path", "open_video",
            "result_path", "scorer_name"]

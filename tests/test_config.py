@@ -181,7 +181,7 @@ def test_save_is_atomic_and_leaves_old_file_on_failure(tmp_path: Path, monkeypat
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("posezoo.training.config.os.replace", boom)
+    monkeypatch.setattr("posezoo.runtime.files.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         TrainConfig().with_overrides({"train.epochs": 3}).save(path)
     assert path.read_text() == before

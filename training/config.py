@@ -20,9 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
-import tempfile
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any, Literal, Mapping, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from posezoo.runtime.files import write_text_atomic
 from posezoo.runtime.spec import INTERPOLATIONS
 
 from .data import AugmentConfig, TargetConfig
@@ -334,18 +333,8 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> Path:
         """Write the YAML atomically (a temporary file in the same folder, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = f"# posezoo training config (sha256 {self.hash()})\n" + self.to_yaml()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_text_atomic(path, text)
 
     def hash(self) -> str:
         """sha256 of the canonical JSON of :meth:`to_dict`: equal configs, equal hashes."""

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 import yaml
 
-from posezoo.runtime.results import DLCTableError, atomic_output, read_labeled_table
+from posezoo.runtime.files import atomic_output
+from posezoo.runtime.results import DLCTableError, read_labeled_table
 
 __all__ = [
     "Project",

@@ -16,7 +16,6 @@ import csv
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from posezoo.runtime import geometry
+from posezoo.runtime.files import atomic_output, write_json_atomic
 from posezoo.runtime.spec import DecodeSpec, InputSpec, OutputSpec, PreprocessSpec, Spec
 
 from .config import TrainConfig
@@ -42,12 +42,8 @@ class RunError(ValueError):
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=_jsonable)
-    os.replace(tmp, path)
+    """Atomic JSON write (numpy values and paths become plain JSON)."""
+    write_json_atomic(path, data, default=_jsonable)
 
 
 def append_log(path: Path, row: dict[str, Any]) -> None:
@@ -68,12 +64,10 @@ def truncate_log(path: Path, next_epoch: int) -> None:
         return
     with open(path, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < next_epoch]
-    fd, tmp = tempfile.mkstemp(prefix=".log.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as fh:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, LOG_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,8 @@ import cv2
 import numpy as np
 import yaml
 
-from posezoo.runtime.results import (SINGLE_ANIMAL, LabeledTable, atomic_output, read_results,
-                                     write_labeled_table, write_results)
+from posezoo.runtime.files import atomic_output, write_bytes_atomic
+from posezoo.runtime.results import SINGLE_ANIMAL, LabeledTable, read_results, write_labeled_table, write_results
 
 VIDEO_NAME = "mouse1"
 # Every bodypart this renderer can place; make_project accepts any ordered subset.
@@ -336,26 +335,13 @@ def _trajectory(rng: np.random.Generator, frames: int, fps: float, width: int, h
             for i in range(frames)]
 
 
-def _readable(tmp: Path) -> None:
-    """mkstemp makes 0600 files; give ours the usual mode (0666 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
-        _readable(tmp)
-
-
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     # Low zlib effort: several times faster than the default and the files stay small.
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode the PNG")
-    _write_bytes(path, buf.tobytes())
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def _write_video(path: Path, frames: Iterable[np.ndarray], size: tuple[int, int],
@@ -365,22 +351,15 @@ def _write_video(path: Path, frames: Iterable[np.ndarray], size: tuple[int, int]
     mp4v is what this OpenCV build both writes and reads back (its ffmpeg has no H.264 encoder).
     """
     # The temporary name keeps the .mp4 suffix: OpenCV picks the container from it.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    writer = cv2.VideoWriter(tmp_name, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    try:
-        if not writer.isOpened():
-            raise OSError(f"{path}: OpenCV cannot open an mp4v video writer")
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()
-        _readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        writer.release()
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path, suffix=path.suffix) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        try:
+            if not writer.isOpened():
+                raise OSError(f"{path}: OpenCV cannot open an mp4v video writer")
+            for frame in frames:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
 
 
 def _config_text(root: Path, task: str, scorer: str, bodyparts: tuple[str, ...],
@@ -515,8 +494,6 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
     write_labeled_table(table, LabeledTable(images=images, bodyparts=list(bodyparts),
                                             individuals=[SINGLE_ANIMAL], scorer=scorer,
                                             coords=coords), also_csv=True)
-    _readable(table)
-    _readable(table.with_suffix(".csv"))
 
     # The video: one session (one arena, one animal, one camera), per-frame sensor noise.
     rng = np.random.default_rng([seed, 1])
@@ -532,9 +509,9 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
 
     video = video_dir / f"{VIDEO_NAME}.mp4"
     _write_video(video, frames(), (width, height), fps)
-    _readable(write_results(video_dir / f"{VIDEO_NAME}_truth.h5", truth, list(bodyparts), scorer))
+    write_results(video_dir / f"{VIDEO_NAME}_truth.h5", truth, list(bodyparts), scorer)
 
-    _write_bytes(root / "config.yaml",
+    write_bytes_atomic(root / "config.yaml",
                  _config_text(root, task, scorer, bodyparts, video, width, height).encode())
     return root
 

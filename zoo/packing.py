@@ -14,7 +14,7 @@ from typing import Any
 from .card import model_card
 from .entry import ZooEntry, ZooFile
 from .errors import IntegrityError, ZooError
-from .files import atomic_copy, atomic_write_text, sha256_file
+from posezoo.runtime.files import copy_atomic, sha256_file, write_json_atomic, write_text_atomic
 from .names import validate_name, validate_version, version_key
 from .sources import INDEX_NAME, INDEX_SCHEMA_VERSION, parse_index
 
@@ -81,7 +81,7 @@ def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None
     spec_dict = spec.to_dict()
     provenance = dict(spec.provenance)
     dest = out / f"{name}.onnx"
-    atomic_copy(model, dest)
+    copy_atomic(model, dest)
     entry = ZooEntry(
         name=name, version=version, files=[_file_record(dest)], description=description,
         keypoints=list(spec.keypoints), skeleton=[list(p) for p in spec.skeleton], license=license,
@@ -91,9 +91,9 @@ def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         provenance=provenance,
     )
-    atomic_write_text(out / CARD_FILE, model_card(entry, spec_dict))
+    write_text_atomic(out / CARD_FILE, model_card(entry, spec_dict))
     entry.files.append(_file_record(out / CARD_FILE))
-    atomic_write_text(out / ENTRY_FILE, json.dumps(entry.to_dict(), indent=2) + "\n")
+    write_json_atomic(out / ENTRY_FILE, entry.to_dict())
     return out
 
 
@@ -141,13 +141,13 @@ def publish(entry_dir: str | Path, zoo_dir: str | Path, *, force: bool = False) 
         raise ZooError(f"{entry.ref} is already published in {index}; pass --force to replace it")
     target = zoo / "models" / entry.name / entry.version
     for f in entry.files:
-        atomic_copy(entry_dir / f.name, target / f.name)
-    atomic_write_text(target / ENTRY_FILE, json.dumps(entry.to_dict(), indent=2) + "\n")
+        copy_atomic(entry_dir / f.name, target / f.name)
+    write_json_atomic(target / ENTRY_FILE, entry.to_dict())
     record = entry.to_dict()
     record["files"] = [{**f.to_dict(), "url": f"models/{entry.name}/{entry.version}/{f.name}"}
                        for f in entry.files]
     raw_entries = [e for i, e in enumerate(raw_entries) if i not in same] + [record]
     raw_entries.sort(key=lambda e: (e["name"], version_key(e["version"])))
     doc = {"schema_version": INDEX_SCHEMA_VERSION, "entries": raw_entries}
-    atomic_write_text(index, json.dumps(doc, indent=2) + "\n")
+    write_json_atomic(index, doc)
     return entry

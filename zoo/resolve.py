@@ -7,16 +7,16 @@ local (non-HTTP) sources.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from posezoo.runtime.files import write_json_atomic
 
 from . import cache
 from .entry import ZooEntry
 from .errors import NotCachedError, ZooError
 from .fetch import download, is_remote, offline
-from .files import atomic_write_text
 from .lock import file_lock
 from .names import parse_ref, version_key
 from .sources import configured_sources, load_index
@@ -92,7 +92,7 @@ def pull(entry: ZooEntry, *, quiet: bool = False, force: bool = False) -> Path:
                 continue
             download(f.url, dest, sha256=f.sha256, size=f.size, label=f"{entry.ref} {f.name}",
                      quiet=quiet)
-        atomic_write_text(vdir / cache.ENTRY_FILE, json.dumps(entry.to_dict(), indent=2) + "\n")
+        write_json_atomic(vdir / cache.ENTRY_FILE, entry.to_dict())
     return cache.model_path(entry)
 
 

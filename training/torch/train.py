@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from posezoo.runtime.files import atomic_output
 from posezoo.runtime.metrics import evaluate_keypoints
 from posezoo.runtime.session import physical_cores
 
@@ -29,11 +28,8 @@ def build_net(run: Run) -> PoseNet:
 
 def save_snapshot(path: Path, state: dict[str, Any]) -> None:
     """torch.save to a temporary file, then rename: a kill -9 never leaves half a snapshot."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_snapshot(path: Path) -> dict[str, Any]:

@@ -1,0 +1,85 @@
+"""File helpers: atomic output (write beside the target, then rename) and hashing.
+
+One definition for every writer in posezoo (results, videos, configs, snapshots, zoo files).
+Temporary files get the usual mode (0666 minus the umask), not mkstemp's private 0600, since
+results and models are meant to be shared like any other file.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def _umask() -> int:
+    # Read without the os.umask(0) round trip, which is not thread-safe (decode threads write too).
+    try:
+        match = re.search(r"^Umask:\s*([0-7]+)", Path("/proc/self/status").read_text(), re.M)
+        if match:
+            return int(match.group(1), 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    ``suffix`` is the temporary name's ending (a writer that picks its format from the file
+    name, like OpenCV's VideoWriter or Keras, needs the real one). On an exception the temporary
+    file is removed and ``path`` keeps its previous content (or stays absent).
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any, default: Any = None) -> Path:
+    return write_text_atomic(path, json.dumps(data, indent=2, default=default) + "\n")
+
+
+def copy_atomic(src: str | os.PathLike[str], dst: str | os.PathLike[str], chunk: int = 1 << 20) -> Path:
+    with atomic_output(dst) as tmp:
+        with open(tmp, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    return Path(dst)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so large models never load into memory at once."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
