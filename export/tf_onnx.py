@@ -7,6 +7,7 @@ optionally "heatmaps" (N, K, h, w), the sigmoid probabilities in the torch layou
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,9 +18,8 @@ from posezoo.runtime.spec import Spec
 from posezoo.training.run import Run
 from posezoo.training.tf.env import keras, tf
 from posezoo.training.tf.infer import forward_fn, predict_frames, to_torch_layout
-from posezoo.training.tf.train import load_model, snapshot_path
+from posezoo.training.tf.train import load_model
 
-from posezoo.runtime.files import sha256_file
 
 OPSET = 17
 
@@ -86,14 +86,24 @@ def export_keras(model: keras.Model, spec: Spec, path: Path, heatmaps: bool = Fa
 def export_run(run: Run, snapshot: str, spec: Spec, path: Path, heatmaps: bool
                ) -> tuple[Predictor, str, dict[str, str]]:
     """The exporter `posezoo.export.core` calls for TF runs: writes ``path`` and returns the
-    framework predictor for the parity gate, the snapshot's sha256 and the versions used."""
+    framework predictor for the parity gate, the weights' sha256 and the versions used."""
     tf2onnx = _tf2onnx()
     model = load_model(run, snapshot)
     export_keras(model, spec, path, heatmaps)
     forward = forward_fn(model)
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__}
-    weights_sha = sha256_file(snapshot_path(run, snapshot))
+    weights_sha = weights_sha256(model)
     return (lambda frames: predict_frames(model, frames, spec, forward=forward)), weights_sha, versions
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """sha256 of the weights alone (names and values), as for torch runs: the snapshot file
+    also holds optimizer state, which changes nothing in the exported model."""
+    digest = hashlib.sha256()
+    for var in model.weights:
+        digest.update(var.path.encode())
+        digest.update(np.ascontiguousarray(var.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def _tf2onnx() -> Any:

@@ -92,6 +92,10 @@ def test_exports_share_the_graph_contract_and_spec(both: dict[str, tuple[Path, P
     prov = specs["tf"]["provenance"]
     assert prov["backend"] == "tf" and {"tensorflow", "tf2onnx", "keras"} <= set(prov["framework_versions"])
     assert prov["parity"]["passed"] and prov["parity"]["max_px_diff"] < 0.01
+    from posezoo.export.tf_onnx import weights_sha256
+    from posezoo.training.tf import load_model
+
+    assert prov["weights_sha256"] == weights_sha256(load_model(load_run(both["tf"][0]), "best"))
 
 
 def test_exported_models_predict_their_training_frames(both: dict[str, tuple[Path, Path]]) -> None:

@@ -9,12 +9,8 @@ together are replaced together.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -24,19 +20,17 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from posezoo.runtime.files import atomic_output, copy_atomic
 from posezoo.runtime.metrics import evaluate_keypoints
 from posezoo.runtime.session import physical_cores
 
 from ..data import BatchLoader, flip_pairs
-from ..run import Run, RunError, write_json
+from ..run import Run, RunError, append_log, truncate_log, write_json
 from ..schedule import lr_at
 from .env import configure_threads, keras, tf
 from .infer import forward_fn, predict_frames, to_torch_layout
 from .nets import create_model
 
-# The same columns as the torch loop writes (posezoo.training.torch.train.LOG_FIELDS).
-LOG_FIELDS = ["epoch", "step", "loss", "heatmap_loss", "locref_loss", "lr", "elapsed_s",
-              "test_rmse", "test_rmse_pcutoff", "test_mAP", "train_rmse"]
 SNAPSHOT_SUFFIX = ".weights.h5"
 STATE_GROUP = "posezoo"
 TARGET_KEYS = ("image", "heatmap", "locref", "locref_mask", "weight")
@@ -77,12 +71,8 @@ def make_optimizer(run: Run) -> keras.optimizers.Optimizer:
 def save_snapshot(path: Path, model: keras.Model, opt: keras.optimizers.Optimizer, state: dict[str, Any]) -> None:
     """Weights + optimizer + loop state into a temporary file, then rename: a kill -9 never
     leaves half a snapshot."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:-len(SNAPSHOT_SUFFIX)]}.", suffix=SNAPSHOT_SUFFIX,
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        model.save_weights(tmp, overwrite=True)
+    with atomic_output(path, suffix=SNAPSHOT_SUFFIX) as tmp:  # Keras wants the real ending
+        model.save_weights(str(tmp), overwrite=True)
         with h5py.File(tmp, "a") as fh:
             group = fh.create_group(STATE_GROUP)
             group.attrs["state"] = json.dumps(state)
@@ -90,10 +80,6 @@ def save_snapshot(path: Path, model: keras.Model, opt: keras.optimizers.Optimize
                 sub = group.create_group(name)
                 for i, var in enumerate(variables):
                     sub.create_dataset(f"{i:04d}", data=np.asarray(var.numpy()))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_state(path: Path) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
@@ -182,7 +168,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
         _restore(opt.variables, arrays["optimizer"], "optimizer state", last_path)
         _restore(_seed_states(model), arrays["seed_generators"], "dropout seed state", last_path)
         start_epoch, elapsed, best = state["epoch"] + 1, state["elapsed_s"], state["best"]
-        _truncate_log(log_path, start_epoch)
+        truncate_log(log_path, start_epoch)
     elif log_path.exists():
         log_path.unlink()
 
@@ -237,13 +223,13 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
                 state["best"] = best
                 save_snapshot(best_path, model, opt, state)
             save_snapshot(last_path, model, opt, state)
-            _append_log(log_path, row)
+            append_log(log_path, row)
             if elapsed >= deadline:
                 bar.write(f"time limit of {cfg.train.time_limit_minutes} min reached after epoch {epoch}")
                 break
     bar.close()
     if not best_path.exists() and last_path.exists():
-        _copy_atomic(last_path, best_path)
+        copy_atomic(last_path, best_path)
     return {"epochs_done": epoch + 1, "elapsed_s": elapsed, "best": best}
 
 
@@ -255,35 +241,3 @@ def final_metrics(run: Run, snapshot: str = "best") -> dict[str, Any]:
               "train": evaluate_split(model, run, run.split.train, forward)}
     write_json(run.path / "metrics.json", result)
     return result
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    os.close(fd)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def _append_log(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, LOG_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_FIELDS})
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _truncate_log(path: Path, next_epoch: int) -> None:
-    """Drop rows of epochs after the snapshot we resume from (written before a crash)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < next_epoch]
-    fd, tmp = tempfile.mkstemp(prefix=".log.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
