@@ -51,6 +51,7 @@ def he_fan_out() -> keras.initializers.Initializer:
     training loop seeds (keras.utils.set_random_seed) so that a run's init is reproducible."""
     return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
 
+
 # ----------------------------------------------------------------------------------------
 # registry
 
@@ -253,11 +254,11 @@ def resnet_slim(num_keypoints: int, width: float = 1.0, stride: int = 8, norm: s
 # ----------------------------------------------------------------------------------------
 # keras.applications backbones at stride 32 + two 4x4/2 transposed convs to stride 8
 
-# Per backbone: (builder, whether its features sit 15.5 px before (-1) or after (+1) the
-# cell centres). The builder returns a model from normalised images to stride-32 features.
+# Each builder returns a model from normalised images to stride-32 features; `shift` below is
+# the side its features lean to: -1 = 15.5 px before the cell centres (ResNet), +1 = after.
 
 
-def _resnet50(width: float) -> keras.Model:
+def _resnet50() -> keras.Model:
     return keras.applications.ResNet50(include_top=False, weights=None, input_shape=(None, None, 3))
 
 
@@ -266,7 +267,7 @@ def _mobilenetv2(width: float) -> keras.Model:
                                           alpha=width)
 
 
-def _efficientnet_b0(width: float) -> keras.Model:
+def _efficientnet_b0() -> keras.Model:
     full = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(None, None, 3))
     # Skip its built-in Rescaling(1/255) + (unadapted) Normalization: we normalise ourselves.
     return keras.Model(full.get_layer("stem_conv_pad").input, full.output, name="efficientnetb0")
@@ -296,7 +297,7 @@ def _application_model(backbone: keras.Model, shift: int, num_keypoints: int, ch
 @register("resnet50")
 def resnet50(num_keypoints: int, channels: int = 256, heatmap_prior: float = 0.01) -> keras.Model:
     """keras.applications ResNet-50 at stride 32 + two 256-channel deconvolutions to stride 8."""
-    return _application_model(_resnet50(1.0), -1, num_keypoints, channels, heatmap_prior, "resnet50")
+    return _application_model(_resnet50(), -1, num_keypoints, channels, heatmap_prior, "resnet50")
 
 
 @register("mobilenetv2")
@@ -309,7 +310,7 @@ def mobilenetv2(num_keypoints: int, width: float = 1.0, channels: int = 128,
 @register("efficientnet_b0")
 def efficientnet_b0(num_keypoints: int, channels: int = 128, heatmap_prior: float = 0.01) -> keras.Model:
     """keras.applications EfficientNet-B0 + two deconvolutions to stride 8 (TF backend only)."""
-    return _application_model(_efficientnet_b0(1.0), +1, num_keypoints, channels, heatmap_prior,
+    return _application_model(_efficientnet_b0(), +1, num_keypoints, channels, heatmap_prior,
                               "efficientnet_b0")
 
 
