@@ -15,25 +15,15 @@ import argparse
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
+from frames import read_frames
 
 
 def frames_from(video: Path | None, size: tuple[int, int], n: int) -> list[np.ndarray]:
     if video is None:
         rng = np.random.default_rng(0)
         return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(min(n, 32))]
-    cap = cv2.VideoCapture(str(video))
-    out = []
-    while len(out) < min(n, 64):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        out.append(frame)
-    cap.release()
-    if not out:
-        raise SystemExit(f"{video}: no frame could be decoded")
-    return out
+    return read_frames(video, min(n, 64))
 
 
 def percentiles(samples: list[float]) -> str:

@@ -16,25 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
+from frames import read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEO = REPO.parent / "shared" / "data" / "openfield" / "videos" / "m3v1mp4.mp4"
-
-
-def read_frames(video: Path, n: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    if not frames:
-        raise SystemExit(f"cannot read frames from {video}")
-    return frames
 
 
 def main() -> int:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from frames import read_frames
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -108,16 +109,7 @@ def bare_fps(model_path: Path, video: Path, threads: int, batch: int, n_frames: 
     from posezoo.runtime import PoseModel
 
     model = PoseModel.load(model_path, device="cpu", threads=threads)
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while len(frames) < n_frames:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    if not frames:
-        raise SystemExit(f"{video}: no frame could be decoded")
+    frames = read_frames(video, n_frames)
     plan = model.plan_for(*frames[0].shape[:2])
     batches = [model.prepare_batch(frames[i:i + batch], plan, "bgr") for i in range(0, len(frames) - batch + 1, batch)]
     model.run_tensor(batches[0])  # warm-up

@@ -22,7 +22,7 @@ import onnx
 from posezoo.runtime.metrics import evaluate_keypoints, to_jsonable
 from posezoo.runtime.model import PoseModel
 from posezoo.runtime.spec import Spec, embed_spec
-from posezoo.training.run import Run, load_run
+from posezoo.training.run import Run, backend_module, load_run
 
 PARITY_TOLERANCE_PX = 0.5
 VARIANT_BOUNDS_PX = {"fp16": 0.2, "int8": 0.5}
@@ -174,6 +174,7 @@ def _version(dist: str) -> str:
 
 
 def _backend_exporter(backend: str) -> Callable[..., tuple[Predictor, str, dict[str, str]]]:
+    backend_module(backend)  # a missing framework is named with the extra to install
     if backend == "torch":
         return _export_torch
     if backend == "tf":

@@ -57,7 +57,11 @@ def _print_metrics(run_dir: Path) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    require_extra("onnx", "torch")
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise CommandError('exporting needs onnx, which is not installed: pip install "posezoo[torch]" '
+                           '(or "posezoo[tf]" for TensorFlow runs)')
     from posezoo.export import export
 
     result = export(args.run, args.output, heatmaps=args.heatmaps, fp16=args.fp16, int8=args.int8,
