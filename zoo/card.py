@@ -80,6 +80,7 @@ def model_card(entry: ZooEntry, spec: dict[str, Any] | None = None) -> str:
         "", "## Use", "",
         "```",
         f"posezoo zoo pull {entry.ref}",
+        f"posezoo analyze zoo:{entry.ref} session1.mp4 --csv",
         "```", "",
         "```python",
         "from posezoo.runtime import PoseModel",
