@@ -23,7 +23,7 @@ def main() -> int:
     parser.add_argument("--project", type=Path, default=OPENFIELD)
     parser.add_argument("--backend", default="torch", choices=["torch", "tf"])
     parser.add_argument("--model", default=None, help="network (default: the config default)")
-    parser.add_argument("--minutes", type=float, default=15.0, help="training time budget")
+    parser.add_argument("--minutes", type=float, default=15.0, help="training time budget (the default recipe ends sooner)")
     parser.add_argument("--config", type=Path, default=None, help="a training config YAML")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "openfield-benchmark")

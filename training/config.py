@@ -7,12 +7,12 @@ expected, because a silently ignored typo (``epoch: 5``) wastes a whole training
 
     backend: torch            # or tf
     model: {name: lite}       # plus free keyword arguments of the model, e.g. width: 0.5
-    input: {scale: 0.5, train_size: [256, 256], size_multiple: 32, interpolation: area}
+    input: {scale: 0.5, train_size: [160, 160], size_multiple: 32, interpolation: area}
     augment: {...}            # posezoo.training.data.AugmentConfig (+ flip_pairs)
     targets: {...}            # posezoo.training.data.TargetConfig
     optimizer: {name: adamw, lr: 0.001, weight_decay: 0.0001}
     schedule: {name: cosine, warmup_epochs: 5, min_lr_ratio: 0.01}   # or step + milestones
-    train: {epochs: 200, batch_size: 8, eval_every: 20, seed: 0, device: auto, workers: 2}
+    train: {epochs: 600, batch_size: 8, eval_every: 20, seed: 0, device: auto, workers: 2}
     split: {train_fraction: 0.8, test_indices: null, seed: 0}
 """
 from __future__ import annotations
@@ -92,7 +92,7 @@ class InputConfig:
     see identical pixels. ``train_size`` is (H, W) of the augmented crops, after ``scale``."""
 
     scale: float = 0.5
-    train_size: tuple[int, int] = (256, 256)
+    train_size: tuple[int, int] = (160, 160)
     size_multiple: int = 32
     interpolation: str = "area"
 
@@ -171,7 +171,7 @@ class TrainLoopConfig:
     """The loop. ``threads`` None = one per physical core; ``time_limit_minutes`` stops early
     (after the running epoch, with a final evaluation)."""
 
-    epochs: int = 200
+    epochs: int = 600
     batch_size: int = 8
     eval_every: int = 20
     seed: int = 0
