@@ -17,7 +17,7 @@ from .cli import CommandError, require_extra
 # Sized to finish in a few minutes on 2 CPU cores.
 DEMO_PROJECT = {"n_frames": 100, "video_frames": 300, "image_size": (320, 240), "seed": 0}
 # A half-width `lite` at full resolution: small (about 2 MB), quick to train, accurate here.
-DEMO_TRAIN = {"model": "lite", "model.width": 0.5, "epochs": 60, "batch_size": 8, "eval_every": 20,
+DEMO_TRAIN = {"model": "lite", "model.width": 0.5, "epochs": 150, "batch_size": 8, "eval_every": 50,
               "scale": 1.0, "input.train_size": [160, 160], "split.train_fraction": 0.8}
 
 
