@@ -48,7 +48,7 @@ def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None
     output_dir = output_dir.resolve()
     timings: dict[str, float] = {}
     with _step("1/6 synthetic DeepLabCut project and video", timings):
-        project_dir = make_project(output_dir / "project", overwrite=True, **DEMO_PROJECT)
+        project_dir = make_project(output_dir / "synthetic-mouse", overwrite=True, **DEMO_PROJECT)
         video = project_dir / "videos" / f"{VIDEO_NAME}.mp4"
         print(f"   {project_dir} ({DEMO_PROJECT['n_frames']} labeled frames, {video.name}: "
               f"{DEMO_PROJECT['video_frames']} frames)")
@@ -96,7 +96,7 @@ def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None
 def _cmd_demo(args: argparse.Namespace) -> int:
     require_extra({"torch": "torch", "tf": "tensorflow"}[args.backend], args.backend)
     require_extra("onnx", args.backend)
-    if args.output_dir.exists() and any(args.output_dir.iterdir()) and not (args.output_dir / "project").exists():
+    if args.output_dir.exists() and any(args.output_dir.iterdir()) and not (args.output_dir / "synthetic-mouse").exists():
         raise CommandError(f"{args.output_dir} exists and is not a posezoo demo folder; choose another --output-dir")
     run_demo(args.output_dir, args.backend, args.epochs)
     return 0

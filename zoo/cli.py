@@ -190,7 +190,8 @@ def add_zoo_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "pack", help="make a zoo entry (model, entry.json, README.md) from an exported model",
-        description="RUN_OR_ONNX is an exported .onnx file or a directory that holds exactly one "
+        description="RUN_OR_ONNX is an exported .onnx file, a training run directory (its "
+                    "exports/model.onnx from `posezoo export RUN`) or a directory that holds exactly one "
                     ".onnx file (model.onnx is preferred when there are several). Name, keypoints, "
                     "skeleton, metrics and provenance come from the model's embedded spec.")
     p.add_argument("model", metavar="RUN_OR_ONNX")

@@ -23,7 +23,8 @@ CARD_FILE = "README.md"
 
 
 def find_model_file(run_or_onnx: Path) -> Path:
-    """An .onnx file as given, or the single model in a directory (model.onnx preferred)."""
+    """An .onnx file as given, or the single model in a directory (model.onnx preferred); a
+    training run's default export (`RUN/exports/model.onnx`, written by `posezoo export RUN`)."""
     path = Path(run_or_onnx).expanduser()
     if path.is_file():
         if path.suffix != ".onnx":
@@ -31,13 +32,14 @@ def find_model_file(run_or_onnx: Path) -> Path:
         return path
     if not path.is_dir():
         raise ZooError(f"{path}: no such file or directory")
-    if (path / "model.onnx").is_file():
-        return path / "model.onnx"
+    for default in (path / "model.onnx", path / "exports" / "model.onnx"):
+        if default.is_file():
+            return default
     models = sorted(p for p in path.glob("*.onnx") if p.is_file())
     if len(models) != 1:
         found = ", ".join(p.name for p in models) or "none"
         raise ZooError(f"{path}: expected exactly one .onnx file (or model.onnx), found {found}; "
-                       "export the run first or pass the .onnx file itself")
+                       f"run `posezoo export {path}` first or pass the .onnx file itself")
     return models[0]
 
 
