@@ -158,7 +158,6 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
                        f"{model.pose_stride} but targets.stride is {cfg.targets.stride}; make them equal")
     opt = make_optimizer(run)
     opt.build(model.trainable_variables)
-    snap_dir = run.snapshots
     last_path, best_path = snapshot_path(run, "last"), snapshot_path(run, "best")
     start_epoch, elapsed, best = 0, 0.0, {"test_rmse": math.inf, "epoch": -1}
     log_path = run.path / "log.csv"
