@@ -116,7 +116,7 @@ def main() -> int:
             run = load_run(run_dir)
             clip = trim_video(args.video, frames, tmpdir / f"clip{frames}.mp4")
             gflop = model_gflop(run, height, width)
-            result = export(run, tmpdir / f"{label}.onnx", int8=True, force=True, progress=lambda _m: None)
+            result = export(run.path, tmpdir / f"{label}.onnx", int8=True, force=True, progress=lambda _m: None)
             for precision, path in (("fp32", result.path), ("int8", result.variants["int8"])):
                 model = PoseModel.load(path, device="cpu", threads=args.threads)
                 h5 = analyze_video(model, clip, tmpdir / f"{label}-{precision}", batch_size=args.batch_size,

@@ -48,7 +48,7 @@ def main() -> int:
     spec, net = run.spec, load_net(run)
     frames = read_frames(args.video, args.frames)
     with tempfile.TemporaryDirectory() as tmp:
-        path = export(run, Path(tmp) / "model.onnx", progress=lambda _m: None).path
+        path = export(run.path, Path(tmp) / "model.onnx", progress=lambda _m: None).path
         model = PoseModel.load(path, device="cpu", threads=args.threads)
 
         def torch_path() -> np.ndarray:
