@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import socket
@@ -193,7 +194,9 @@ def test_list_pull_load_predict(served: str, capsys: pytest.CaptureFixture[str],
 
     assert zoo_main(["zoo", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [(e["name"], e["version"], e["cached"]) for e in listed] == [(NAME, "1.0.0", True)]
+    # The served entry, and the model shipped inside the package (the built-in index).
+    assert sorted((e["name"], e["version"], e["cached"]) for e in listed) == [
+        ("synthetic-mouse", "1.0.0", False), (NAME, "1.0.0", True)]
 
 
 def test_cached_pinned_version_needs_no_network(served: str) -> None:
@@ -352,7 +355,7 @@ def test_offline_cli_list_shows_cached(served: str, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("POSEZOO_OFFLINE", "1")
     assert zoo_main(["zoo", "list"]) == 0
     captured = capsys.readouterr()
-    assert f"{NAME}  1.0.0" in captured.out and captured.out.rstrip().endswith("yes")
+    assert re.search(rf"^{NAME}\s+1\.0\.0\s.*yes$", captured.out, re.M), captured.out
     assert "skipped (POSEZOO_OFFLINE is set)" in captured.err
 
 
