@@ -211,7 +211,7 @@ def test_unknown_or_torch_only_models_name_the_tf_models() -> None:
     from posezoo.training.tf import list_models, model_stride
 
     assert {"lite", "resnet50", "mobilenetv2", "efficientnet_b0"} <= set(list_models())
-    with pytest.raises(ValueError, match=r"unknown model 'hrnet_small' for the TensorFlow backend; TF models: "
+    with pytest.raises(ValueError, match=r"unknown model .hrnet_small. for the TensorFlow backend; available: "
                                          r".*efficientnet_b0.*lite.*resnet50"):
         model_stride(TrainConfig().with_overrides({"backend": "tf", "model.name": "hrnet_small"}))
     with pytest.raises(ValueError, match=r"unknown argument\(s\) \['depth'\]; allowed"):

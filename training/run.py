@@ -28,6 +28,7 @@ from posezoo.runtime.files import atomic_output, write_json_atomic
 from posezoo.runtime.spec import DecodeSpec, InputSpec, OutputSpec, PreprocessSpec, Spec
 
 from .config import TrainConfig
+from .data import BatchLoader, flip_pairs
 from .project import Project, Split, load_project, make_split
 
 RUN_FILE = "run.json"
@@ -124,6 +125,14 @@ class Run:
     def frames(self, indices: list[int]) -> list[np.ndarray]:
         """Project images (RGB) by index."""
         return [self.project.load_image(i) for i in indices]
+
+    def train_loader(self) -> BatchLoader:
+        """Augmented training batches: the same arrays for every backend."""
+        cfg = self.cfg
+        images, keypoints = self.scaled_samples(list(range(len(self.project.images))))
+        pairs = flip_pairs(self.project.bodyparts, cfg.augment.flip_pairs or None)
+        return BatchLoader(images, keypoints, self.split.train, cfg.train.batch_size, tuple(cfg.input.train_size),
+                           cfg.augment, cfg.targets, pairs, seed=cfg.train.seed, workers=cfg.train.workers)
 
     def scaled_samples(self, indices: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
         """Images at the network's input scale (the spec's host geometry, unpadded) and their

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
+from ..registry import ModelRegistry
 from .env import keras
 
 __all__ = ["MEAN_RGB", "STD_RGB", "create_model", "list_models", "model_stride", "register",
@@ -55,40 +56,15 @@ def he_fan_out() -> keras.initializers.Initializer:
 # ----------------------------------------------------------------------------------------
 # registry
 
-ModelFactory = Callable[..., keras.Model]
-_REGISTRY: dict[str, ModelFactory] = {}
-_ALIASES: dict[str, str] = {}
-
-
-def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator: register ``factory(num_keypoints, **kwargs) -> keras.Model`` under ``name``."""
-
-    def deco(factory: ModelFactory) -> ModelFactory:
-        if name in _REGISTRY or name in _ALIASES:
-            raise ValueError(f"model name {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def register_alias(alias: str, target: str) -> None:
-    if target not in _REGISTRY:
-        raise ValueError(f"alias {alias!r} points to unknown model {target!r}")
-    _ALIASES[alias] = target
+_MODELS = ModelRegistry(" for the TensorFlow backend")
+register = _MODELS.register
+register_alias = _MODELS.register_alias
+resolve_name = _MODELS.resolve
 
 
 def list_models(include_aliases: bool = True) -> list[str]:
     """Sorted names the TF backend builds (aliases such as ``lite`` included)."""
-    return sorted(set(_REGISTRY) | (set(_ALIASES) if include_aliases else set()))
-
-
-def resolve_name(name: str) -> str:
-    canonical = _ALIASES.get(name, name)
-    if canonical not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r} for the TensorFlow backend; TF models: "
-                         f"{', '.join(list_models())}")
-    return canonical
+    return _MODELS.names(include_aliases)
 
 
 def create_model(name: str, num_keypoints: int, **kwargs: Any) -> keras.Model:
@@ -96,26 +72,12 @@ def create_model(name: str, num_keypoints: int, **kwargs: Any) -> keras.Model:
 
     The model carries ``pose_stride`` and ``num_keypoints`` attributes, and its ``name`` is
     the canonical architecture (``lite`` builds ``resnet_slim``)."""
-    canonical = resolve_name(name)
-    if not isinstance(num_keypoints, int) or isinstance(num_keypoints, bool) or num_keypoints < 1:
-        raise ValueError(f"num_keypoints must be a positive int, got {num_keypoints!r}")
-    factory = _REGISTRY[canonical]
-    _check_kwargs(canonical, factory, kwargs)
-    return factory(num_keypoints, **kwargs)
-
-
-def _check_kwargs(canonical: str, factory: ModelFactory, kwargs: dict[str, Any]) -> None:
-    allowed = [p for p in inspect.signature(factory).parameters if p != "num_keypoints"]
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(f"TF model {canonical!r} got unknown argument(s) {unknown}; allowed: {allowed}")
+    return _MODELS.build(name, num_keypoints, **kwargs)[1]
 
 
 def model_stride(name: str, **kwargs: Any) -> int:
     """Output stride of a registered model, from its ``stride`` argument (8 unless given)."""
-    canonical = resolve_name(name)
-    factory = _REGISTRY[canonical]
-    _check_kwargs(canonical, factory, kwargs)
+    _, factory = _MODELS.factory(name, kwargs)
     param = inspect.signature(factory).parameters.get("stride")
     default = param.default if param is not None else 8
     return int(kwargs.get("stride", default))

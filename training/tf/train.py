@@ -24,7 +24,6 @@ from posezoo.runtime.files import atomic_output, copy_atomic
 from posezoo.runtime.metrics import evaluate_keypoints
 from posezoo.runtime.session import physical_cores
 
-from ..data import BatchLoader, flip_pairs
 from ..run import Run, RunError, append_log, truncate_log, write_json
 from ..schedule import lr_at
 from .env import configure_threads, keras, tf
@@ -171,10 +170,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
     elif log_path.exists():
         log_path.unlink()
 
-    images, keypoints = run.scaled_samples(list(range(len(run.project.images))))
-    loader = BatchLoader(images, keypoints, run.split.train, cfg.train.batch_size, tuple(cfg.input.train_size),
-                         cfg.augment, cfg.targets, flip_pairs(run.project.bodyparts, cfg.augment.flip_pairs or None),
-                         seed=cfg.train.seed, workers=cfg.train.workers)
+    loader = run.train_loader()
     steps = len(loader)
     deadline = cfg.train.time_limit_minutes * 60 if cfg.train.time_limit_minutes else math.inf
     locref_weight = float(cfg.train.locref_weight)

@@ -18,14 +18,14 @@ zero-initialised last norm in residual blocks and a prior-initialised heatmap bi
 from __future__ import annotations
 
 import copy
-import inspect
 import math
-import numbers
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..registry import ModelRegistry
 
 __all__ = [
     "MEAN_RGB",
@@ -49,64 +49,20 @@ SIZE_MULTIPLE = 32
 # ----------------------------------------------------------------------------------------
 # registry
 
-ModelFactory = Callable[..., "PoseNet"]
-_REGISTRY: dict[str, ModelFactory] = {}
-_ALIASES: dict[str, str] = {}
-
-
-def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator: register ``factory(num_keypoints, **kwargs) -> PoseNet`` under ``name``."""
-
-    def deco(factory: ModelFactory) -> ModelFactory:
-        if name in _REGISTRY or name in _ALIASES:
-            raise ValueError(f"model name {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def register_alias(alias: str, target: str) -> None:
-    """Make ``alias`` (e.g. ``lite``) create the registered model ``target``."""
-    if target not in _REGISTRY:
-        raise ValueError(f"alias {alias!r} points to unknown model {target!r}")
-    if alias in _REGISTRY:
-        raise ValueError(f"alias {alias!r} clashes with a registered model")
-    _ALIASES[alias] = target
-
-
-def resolve_name(name: str) -> str:
-    """The canonical model name for ``name`` (aliases resolved); ValueError if unknown."""
-    canonical = _ALIASES.get(name, name)
-    if canonical not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    return canonical
+_MODELS = ModelRegistry()
+register = _MODELS.register
+register_alias = _MODELS.register_alias
+resolve_name = _MODELS.resolve
 
 
 def list_models(include_aliases: bool = True) -> list[str]:
     """Sorted names accepted by :func:`create_model` (aliases such as ``lite`` included)."""
-    names = set(_REGISTRY)
-    if include_aliases:
-        names |= set(_ALIASES)
-    return sorted(names)
+    return _MODELS.names(include_aliases)
 
 
 def create_model(name: str, num_keypoints: int, **kwargs) -> "PoseNet":
     """Build a registered model; unknown names or keyword arguments raise ValueError."""
-    canonical = resolve_name(name)
-    if not isinstance(num_keypoints, numbers.Integral) or isinstance(num_keypoints, bool) \
-            or num_keypoints < 1:
-        raise ValueError(f"num_keypoints must be a positive int, got {num_keypoints!r}")
-    num_keypoints = int(num_keypoints)
-    factory = _REGISTRY[canonical]
-    params = inspect.signature(factory).parameters
-    allowed = [p for p in params if p != "num_keypoints"]
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"model {canonical!r} got unknown argument(s) {unknown}; allowed: {allowed}"
-        )
-    model = factory(num_keypoints, **kwargs)
+    canonical, model = _MODELS.build(name, num_keypoints, **kwargs)
     model.name = canonical
     return model
 

@@ -1,0 +1,67 @@
+"""A registry of network constructors by name (timm style), one per training backend."""
+from __future__ import annotations
+
+import inspect
+import numbers
+from typing import Any, Callable
+
+Factory = Callable[..., Any]
+
+
+class ModelRegistry:
+    """Names -> factories ``factory(num_keypoints, **kwargs)``, with aliases such as ``lite``.
+
+    ``where`` names the backend in error messages (e.g. " for the TensorFlow backend").
+    """
+
+    def __init__(self, where: str = "") -> None:
+        self.where = where
+        self._factories: dict[str, Factory] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, name: str) -> Callable[[Factory], Factory]:
+        """Decorator: register a factory under ``name``."""
+
+        def deco(factory: Factory) -> Factory:
+            if name in self._factories or name in self._aliases:
+                raise ValueError(f"model name {name!r} is already registered")
+            self._factories[name] = factory
+            return factory
+
+        return deco
+
+    def register_alias(self, alias: str, target: str) -> None:
+        """Make ``alias`` (e.g. ``lite``) build the registered model ``target``."""
+        if target not in self._factories:
+            raise ValueError(f"alias {alias!r} points to unknown model {target!r}")
+        if alias in self._factories:
+            raise ValueError(f"alias {alias!r} clashes with a registered model")
+        self._aliases[alias] = target
+
+    def names(self, include_aliases: bool = True) -> list[str]:
+        return sorted(set(self._factories) | (set(self._aliases) if include_aliases else set()))
+
+    def resolve(self, name: str) -> str:
+        """The canonical name for ``name`` (aliases resolved); ValueError naming the choices."""
+        canonical = self._aliases.get(name, name)
+        if canonical not in self._factories:
+            raise ValueError(f"unknown model {name!r}{self.where}; available: {', '.join(self.names())}")
+        return canonical
+
+    def factory(self, name: str, kwargs: dict[str, Any]) -> tuple[str, Factory]:
+        """(canonical name, factory) after checking ``kwargs`` against the factory's arguments."""
+        canonical = self.resolve(name)
+        factory = self._factories[canonical]
+        allowed = [p for p in inspect.signature(factory).parameters if p != "num_keypoints"]
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(f"model {canonical!r}{self.where} got unknown argument(s) {unknown}; "
+                             f"allowed: {allowed}")
+        return canonical, factory
+
+    def build(self, name: str, num_keypoints: int, **kwargs: Any) -> tuple[str, Any]:
+        """(canonical name, model); unknown names, arguments or a bad keypoint count raise ValueError."""
+        if not isinstance(num_keypoints, numbers.Integral) or isinstance(num_keypoints, bool) or num_keypoints < 1:
+            raise ValueError(f"num_keypoints must be a positive int, got {num_keypoints!r}")
+        canonical, factory = self.factory(name, kwargs)
+        return canonical, factory(int(num_keypoints), **kwargs)
