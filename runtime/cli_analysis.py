@@ -19,7 +19,6 @@ _MODEL_HELP = "an exported .onnx file or zoo:NAME[@VERSION]"
 
 # -- analyze --------------------------------------------------------------------------------------
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .model import PoseModel
     from .video import FrameLossWarning, analyze_videos, expand_videos
 
     if args.nwb:
@@ -27,7 +26,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
         require_nwb()
     videos = expand_videos(args.videos)
-    model = PoseModel.load(args.model, device=args.device, threads=args.threads)
+    model = load_model(args.model, args)
     print(f"model {model.name} on {model.device}; {len(videos)} video(s)")
     failed = 0
     for video in videos:
@@ -36,7 +35,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             warnings.simplefilter("always", UserWarning)
             (outcome,) = analyze_videos(model, [video], args.output_dir, batch_size=args.batch_size, csv=args.csv,
                                         nwb=args.nwb, overwrite=args.overwrite, resume=not args.no_resume,
-                                        progress=not args.quiet)
+                                        progress=not args.quiet, static=not args.no_static)
         for w in caught:
             print(f"warning: {w.message}")
         if outcome.status == "skipped":
@@ -70,14 +69,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_run(target, args)
     from .evaluate import evaluate_with_predictions, format_metrics
     from .metrics import to_jsonable
-    from .model import PoseModel
 
     try:
         from posezoo.training.project import Split, load_project, make_split
     except ImportError as exc:  # the training package ships with posezoo; a broken install names itself
         raise CommandError(f"cannot read DeepLabCut projects: {exc}") from None
     project = load_project(args.project)
-    model = PoseModel.load(args.model, device=args.device, threads=args.threads)
+    model = load_model(args.model, args)
     missing = [k for k in model.keypoints if k not in project.bodyparts]
     if missing:
         raise CommandError(f"{args.project}: the project has no bodyparts {missing} of model {model.name} "
@@ -195,10 +193,9 @@ def _cmd_label_video(args: argparse.Namespace) -> int:
     if _is_table(args.source):
         results = Path(args.source)
     else:  # a model: analyse first (kept and reused, as DeepLabCut does), then draw
-        from .model import PoseModel
         from .video import analyze_video
 
-        model = PoseModel.load(args.source, device=args.device, threads=args.threads)
+        model = load_model(args.source, args)
         results = analyze_video(model, args.video, args.output_dir, batch_size=args.batch_size,
                                 progress=not args.quiet)
         skeleton = skeleton or model.spec.skeleton
@@ -225,9 +222,24 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 # -- parsers --------------------------------------------------------------------------------------
 def _add_runtime_options(p: argparse.ArgumentParser, batch: int = 8) -> None:
     p.add_argument("--device", default="auto", help=_DEVICE_HELP)
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_positive, default=None,
                    help="CPU threads for inference (default: the physical cores)")
     p.add_argument("--batch-size", type=_positive, default=batch, help=f"frames per inference call (default {batch})")
+    p.add_argument("--no-spin", action="store_true",
+                   help="inference threads sleep instead of spinning between batches: leaves CPU to acquisition "
+                        "software running beside the analysis, for a few percent of speed")
+    p.add_argument("--optimization", choices=("none", "basic", "extended", "all"), default="all",
+                   help="onnxruntime graph optimisation level (default all)")
+    p.add_argument("--no-arena", action="store_true",
+                   help="no onnxruntime CPU memory arena (less memory held, slightly slower)")
+
+
+def load_model(ref: str, args: argparse.Namespace) -> Any:
+    """The PoseModel named on the command line, with the runtime options of `_add_runtime_options`."""
+    from .model import PoseModel
+
+    return PoseModel.load(ref, device=args.device, threads=args.threads, spin=not args.no_spin,
+                          optimization=args.optimization, arena=not args.no_arena)
 
 
 def _positive(text: str) -> int:
@@ -265,6 +277,9 @@ def add_analysis_commands(sub: Any) -> None:
     p.add_argument("--nwb", action="store_true", help='also write NWB (ndx-pose); needs pip install "posezoo[nwb]"')
     p.add_argument("--overwrite", action="store_true", help="analyse again even when results exist")
     p.add_argument("--no-resume", action="store_true", help="discard a .partial file instead of continuing it")
+    p.add_argument("--no-static", action="store_true",
+                   help="run every batch through the general dynamic-shape session instead of one fixed to the "
+                        "video's frame size and batch size")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(handler=_cmd_analyze)
 

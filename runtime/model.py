@@ -10,7 +10,8 @@ import numpy as np
 
 from . import geometry
 from .onnxfile import OnnxFileError, graph_sha256_of_file
-from .session import ModelLoadError, active_device, open_session, providers_for, session_options
+from .session import ModelLoadError, SessionSettings, active_device, open_session, providers_for
+from .static import StaticSession
 from .spec import GRAPH_HASH_KEY, Spec, SpecError, spec_from_session
 
 Frames = np.ndarray | Sequence[np.ndarray]
@@ -29,29 +30,34 @@ def resolve_model_path(ref: str | Path) -> Path:
 class PoseModel:
     """An onnxruntime session plus the spec that says how to feed it and read it."""
 
-    def __init__(self, session: Any, spec: Spec, path: Path, device: str) -> None:
+    def __init__(self, session: Any, spec: Spec, path: Path, device: str,
+                 settings: SessionSettings = SessionSettings()) -> None:
         self.session = session
         self.spec = spec
         self.path = path
         self.device = device
+        self.settings = settings
         self._input = spec.input.name
         self._output = spec.outputs["keypoints"].name
         self._plans: dict[tuple[int, int], geometry.Plan] = {}
         self._batch_dynamic = "batch" in spec.input.dynamic_axes
         self._local = threading.local()  # per-thread single-frame input buffer (see __call__)
+        self._static: dict[tuple[int, int, int], StaticSession] = {}
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", threads: int | None = None, *,
-             spin: bool = True, optimization: str = "all") -> "PoseModel":
+             spin: bool = True, optimization: str = "all", arena: bool = True) -> "PoseModel":
         """Open a model. ``device``: auto, cpu, cuda, cuda:N or tensorrt; ``threads`` defaults
-        to the physical cores; ``spin=False`` frees the cores between calls (beside acquisition)."""
+        to the physical cores; ``spin=False`` frees the cores between calls (beside acquisition);
+        ``optimization`` and ``arena``: see :class:`SessionSettings`."""
         path = resolve_model_path(path)
         providers, kind = providers_for(device)
-        session = open_session(path, providers, session_options(threads, spin, optimization))
+        settings = SessionSettings(threads, spin, optimization, arena)
+        session = open_session(path, providers, settings.options())
         spec = spec_from_session(session, path)
         _check_graph(session, spec, path)
-        return cls(session, spec, path, active_device(session, device, kind))
+        return cls(session, spec, path, active_device(session, device, kind), settings)
 
     @property
     def keypoints(self) -> list[str]:
@@ -135,6 +141,18 @@ class PoseModel:
         for i, frame in enumerate(frames):
             geometry.apply(frame, p, self.spec.preprocess, swap, out[i])
         return out[:len(frames)]
+
+    def static_session(self, batch: int, height: int, width: int) -> StaticSession | None:
+        """A session fixed to batches of ``batch`` frames of ``height`` x ``width`` (cached), or None
+        when the graph's batch size is fixed to another value."""
+        tensor = self.plan_for(height, width).tensor
+        key = (batch, *tensor)
+        if key not in self._static:
+            dim = self.session.get_inputs()[0].shape[0]
+            if isinstance(dim, int) and dim != batch:
+                return None
+            self._static[key] = StaticSession(self, batch, *tensor)
+        return self._static[key]
 
     def run_tensor(self, tensor: np.ndarray) -> np.ndarray:
         """Run prepared input (N, H, W, 3) -> keypoints (N, K, 3) in tensor pixels."""

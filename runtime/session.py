@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -66,23 +67,45 @@ def _trt_cache_dir() -> Path:
     return path
 
 
-def session_options(threads: int | None = None, spin: bool = True,
-                    optimization: str = "all") -> ort.SessionOptions:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # errors only: fallbacks are reported once, by us
-    opts.intra_op_num_threads = threads or physical_cores()
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    if optimization not in levels:
-        raise ValueError(f"optimization must be one of {sorted(levels)}, got {optimization!r}")
-    opts.graph_optimization_level = levels[optimization]
-    if not spin:  # leave the cores to acquisition software between batches
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return opts
+_LEVELS = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+           "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+           "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+           "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """CPU tuning of an onnxruntime session; each default is the measured best for video analysis
+    on a lab PC (``benchmarks/session_tuning.py`` prints every setting's effect).
+
+    ``threads``: intra-op threads, None = the physical cores (SMT siblings add no FP units).
+    ``spin``: worker threads busy-wait between runs. Off frees the cores for acquisition software
+    between batches, at a small cost in frames/s. ``optimization``: onnxruntime's graph
+    optimisation level (none, basic, extended, all). ``arena``: onnxruntime's CPU memory arena.
+    """
+
+    threads: int | None = None
+    spin: bool = True
+    optimization: str = "all"
+    arena: bool = True
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {self.threads!r}")
+        if self.optimization not in _LEVELS:
+            raise ValueError(f"optimization must be one of {sorted(_LEVELS)}, got {self.optimization!r}")
+
+    def options(self) -> ort.SessionOptions:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # errors only: fallbacks are reported once, by us
+        opts.intra_op_num_threads = self.threads or physical_cores()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = _LEVELS[self.optimization]
+        opts.enable_cpu_mem_arena = self.arena
+        if not self.spin:  # leave the cores to acquisition software between batches
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return opts
 
 
 def open_session(path: str | Path, providers: Sequence[Any] | None = None,
@@ -93,7 +116,7 @@ def open_session(path: str | Path, providers: Sequence[Any] | None = None,
     if path.is_dir():
         raise ModelLoadError(f"{path} is a directory, not an .onnx model file")
     try:
-        return ort.InferenceSession(str(path), sess_options=options or session_options(),
+        return ort.InferenceSession(str(path), sess_options=options or SessionSettings().options(),
                                     providers=list(providers or [CPU]))
     except Exception as exc:  # onnxruntime raises several exception types for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

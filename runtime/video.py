@@ -14,6 +14,7 @@ and reported, never silently dropped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import queue
@@ -285,22 +286,24 @@ class Outcome:
 def analyze_video(model: PoseModel | str | os.PathLike[str], video: str | os.PathLike[str],
                   output_dir: str | os.PathLike[str] | None = None, *, batch_size: int = 8, csv: bool = False,
                   nwb: bool = False, overwrite: bool = False, resume: bool = True, device: str = "auto",
-                  threads: int | None = None, progress: bool = True) -> Path:
+                  threads: int | None = None, progress: bool = True, static: bool = True) -> Path:
     """Analyse one video; returns the DeepLabCut-layout ``.h5`` (existing one kept unless ``overwrite``).
 
     ``model``: a loaded PoseModel, an .onnx path or ``zoo:NAME`` (then ``device``/``threads`` apply).
     ``csv`` adds the ``.csv`` table, ``nwb`` an NWB file (needs ``posezoo[nwb]``). An interrupted
     run leaves ``<name>.h5.partial``, which the next call continues unless ``resume=False``.
+    ``static`` runs the video's one frame size through a session fixed to it (``runtime/static.py``).
     """
     if not isinstance(model, PoseModel):
         model = PoseModel.load(model, device=device, threads=threads)
-    return _analyze(model, Path(video), output_dir, batch_size, csv, nwb, overwrite, resume, progress).path  # type: ignore[return-value]
+    return _analyze(model, Path(video), output_dir, batch_size, csv, nwb, overwrite, resume, progress,
+                    static).path  # type: ignore[return-value]
 
 
 def analyze_videos(model: PoseModel | str | os.PathLike[str], videos: Sequence[str | os.PathLike[str]],
                    output_dir: str | os.PathLike[str] | None = None, *, batch_size: int = 8, csv: bool = False,
                    nwb: bool = False, overwrite: bool = False, resume: bool = True, device: str = "auto",
-                   threads: int | None = None, progress: bool = True) -> list[Outcome]:
+                   threads: int | None = None, progress: bool = True, static: bool = True) -> list[Outcome]:
     """Analyse several videos with one model; a video that fails is reported, the others still run."""
     if not isinstance(model, PoseModel):
         model = PoseModel.load(model, device=device, threads=threads)
@@ -308,14 +311,14 @@ def analyze_videos(model: PoseModel | str | os.PathLike[str], videos: Sequence[s
     for video in videos:
         try:
             outcomes.append(_analyze(model, Path(video), output_dir, batch_size, csv, nwb, overwrite, resume,
-                                     progress))
+                                     progress, static))
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             outcomes.append(Outcome(Path(video), "failed", error=str(exc)))
     return outcomes
 
 
 def _analyze(model: PoseModel, video: Path, output_dir: str | os.PathLike[str] | None, batch_size: int,
-             csv: bool, nwb: bool, overwrite: bool, resume: bool, progress: bool) -> Outcome:
+             csv: bool, nwb: bool, overwrite: bool, resume: bool, progress: bool, static: bool) -> Outcome:
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     scorer = scorer_name(model.name)
@@ -336,7 +339,7 @@ def _analyze(model: PoseModel, video: Path, output_dir: str | os.PathLike[str] |
         writer, prior = _open_writer(h5, state_path, state, model, scorer, csv, info.frame_count,
                                      resume and not overwrite)
         with writer:  # an exception keeps the flushed .partial for the next run to resume
-            stats, seconds = _run(model, cap, info, writer, batch_size, progress)
+            stats, seconds = _run(model, cap, info, writer, batch_size, progress, static)
             if stats.frames_read + prior.decoded == 0:
                 writer.abort()
                 state_path.unlink(missing_ok=True)
@@ -366,6 +369,7 @@ def _analyze(model: PoseModel, video: Path, output_dir: str | os.PathLike[str] |
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "device": model.device,
         "batch_size": batch_size,
+        "session": {**dataclasses.asdict(model.settings), "static": static},
         "outputs": [h5.name] + ([h5.with_suffix(".csv").name] if csv else [])
                    + ([h5.with_suffix(".nwb").name] if nwb else []),
     }
@@ -457,11 +461,12 @@ def _nan_rows(partial: Path) -> list[int]:
 
 
 def _run(model: PoseModel, cap: cv2.VideoCapture, info: VideoInfo, writer: ResultsWriter, batch_size: int,
-         progress: bool) -> tuple[DecodeStats, float]:
+         progress: bool, static: bool) -> tuple[DecodeStats, float]:
     from tqdm import tqdm
 
     start = writer.frames_written
     decoder = _Decoder(cap, info, model, batch_size, start)
+    fixed = model.static_session(batch_size, info.height, info.width) if static else None
     k = len(model.keypoints)
     pending: list[np.ndarray] = []
     n_pending, last_flush = 0, time.monotonic()
@@ -473,7 +478,10 @@ def _run(model: PoseModel, cap: cv2.VideoCapture, info: VideoInfo, writer: Resul
         for batch in decoder.batches():
             rows = np.full((batch.count, k, 3), np.nan, np.float32)
             valid = batch.valid[:batch.count]
-            if valid.all():
+            if fixed is not None:  # always the whole pooled buffer: rows past `count` are stale, dropped
+                out = decoder.plan.to_frame(fixed.run(batch.tensor)[:batch.count])
+                rows[valid] = out[valid]
+            elif valid.all():
                 rows[:] = decoder.plan.to_frame(model.run_tensor(batch.tensor[:batch.count]))
             elif valid.any():
                 rows[valid] = decoder.plan.to_frame(model.run_tensor(batch.tensor[:batch.count][valid]))
