@@ -6,6 +6,7 @@ frames/s on the openfield video (640x480), GFLOP per frame, achieved GFLOP/s, an
 own fp32 matmul GFLOP/s measured in the same run (the reference for "close to the limit").
 
     python benchmarks/cpu_speed.py --default-run RUN --resnet-run RUN [--threads 2] [--frames 600]
+    python benchmarks/cpu_speed.py --candidate RUN --candidate RUN ...   # the default-model table
 
 Each run directory is exported to fp32 and int8 (int8 calibrated on the run's project frames;
 its test error change against fp32 is printed). `--frames` analyses only the first N frames
@@ -15,6 +16,7 @@ only for slow models, where decoding is a negligible share) so that those finish
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 import tempfile
@@ -84,10 +86,25 @@ def model_gflop(run, height: int, width: int) -> float:
     return count_flops(net, plan.tensor)
 
 
+def describe(run) -> str:
+    """The network and its arguments, e.g. ``resnet_slim width=0.75 @0.5x``."""
+    args = " ".join(f"{k}={v}" for k, v in sorted(run.cfg.model.kwargs.items()))
+    return " ".join(p for p in (run.cfg.model.name, args, f"@{run.cfg.input.scale:g}x") if p)
+
+
+def train_minutes(run) -> float:
+    """Training time of the run, from the last row of its log."""
+    with open(run.path / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    return float(rows[-1]["elapsed_s"]) / 60 if rows else float("nan")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--default-run", type=Path, required=True, help="run of the default (lite) model")
+    parser.add_argument("--default-run", type=Path, help="run of the default (lite) model")
     parser.add_argument("--resnet-run", type=Path, help="run of the ResNet-50 model")
+    parser.add_argument("--candidate", type=Path, action="append", default=[],
+                        help="a training run measured like the default model (repeatable)")
     parser.add_argument("--video", type=Path, default=VIDEO)
     parser.add_argument("--frames", type=int, default=100_000,
                         help="frames analysed for the default model (default: the whole original video)")
@@ -96,6 +113,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=int(THREADS))
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
+    runs = [("default", args.default_run, args.frames), ("resnet50", args.resnet_run, args.resnet_frames)]
+    runs += [(f"cand{i}", path, args.frames) for i, path in enumerate(args.candidate, 1)]
+    runs = [r for r in runs if r[1] is not None]
+    if not runs:
+        parser.error("give --default-run, --resnet-run or --candidate")
 
     from posezoo.export import export
     from posezoo.runtime import PoseModel
@@ -112,10 +134,7 @@ def main() -> int:
         cap = cv2.VideoCapture(str(args.video))
         height, width = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         cap.release()
-        for label, run_dir, frames in (("default", args.default_run, args.frames),
-                                       ("resnet50", args.resnet_run, args.resnet_frames)):
-            if run_dir is None:
-                continue
+        for label, run_dir, frames in runs:
             run = load_run(run_dir)
             total = int(cv2.VideoCapture(str(args.video)).get(cv2.CAP_PROP_FRAME_COUNT))
             clip = args.video if frames >= total else trim_video(args.video, frames, tmpdir / f"clip{frames}.mp4")
@@ -129,15 +148,15 @@ def main() -> int:
                 fps = meta["timing"]["frames_per_second"]
                 prov = model.spec.provenance
                 test = prov["metrics"]["export_test"]["rmse"]
-                rows.append((label, run.cfg.model.name, precision, fps, gflop, fps * gflop, test,
-                             prov.get("variant_accuracy", {}).get("rmse_change_px")))
+                rows.append((label, describe(run), precision, fps, gflop, fps * gflop, test,
+                             prov.get("variant_accuracy", {}).get("rmse_change_px"), train_minutes(run)))
     print(f"\nend-to-end analyze on {args.video.name} ({width}x{height}), {args.threads} threads, batch {args.batch_size}")
-    print(f"{'model':<9} {'net':<12} {'prec':<5} {'frames/s':>9} {'GFLOP/frame':>11} {'GFLOP/s':>8} "
-          f"{'of matmul':>9} {'test rmse':>9} {'vs fp32':>8}")
-    for label, net, precision, fps, gflop, achieved, test, change in rows:
+    print(f"{'model':<9} {'net':<28} {'prec':<5} {'frames/s':>9} {'GFLOP/frame':>11} {'GFLOP/s':>8} "
+          f"{'of matmul':>9} {'test rmse':>9} {'vs fp32':>8} {'train min':>9}")
+    for label, net, precision, fps, gflop, achieved, test, change, minutes in rows:
         change_s = f"{change:+.2f}" if change is not None else "-"
-        print(f"{label:<9} {net:<12} {precision:<5} {fps:>9.1f} {gflop:>11.2f} {achieved:>8.1f} "
-              f"{achieved / peak:>8.0%} {test:>9.2f} {change_s:>8}")
+        print(f"{label:<9} {net:<28} {precision:<5} {fps:>9.1f} {gflop:>11.2f} {achieved:>8.1f} "
+              f"{achieved / peak:>8.0%} {test:>9.2f} {change_s:>8} {minutes:>9.1f}")
     print("(int8 GFLOP/s counts the same multiply-adds as fp32: 'of matmul' compares with the fp32 GEMM rate)")
     return 0
 

@@ -75,7 +75,7 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
             raise ExportError(f"parity gate failed: onnxruntime and {run.backend} differ by up to "
                               f"{parity['max_px_diff']:.3f} px (mean {parity['mean_px_diff']:.3f} px) on "
                               f"{parity['n_frames']} frames; tolerance {tolerance_px} px")
-        test_fp32 = _test_metrics(run, staged)
+        test_fp32 = held_out_metrics(run, staged)
         spec.provenance["metrics"]["export_test"] = test_fp32
         _save(model, spec, staged)
         os.replace(staged, output)
@@ -93,7 +93,7 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
             vspec = Spec.from_dict(spec.to_dict())
             vspec.provenance["precision"] = name
             vstaged = _save(vmodel, vspec, Path(tmpdir) / f"{name}.onnx")
-            test_v = _test_metrics(run, vstaged)
+            test_v = held_out_metrics(run, vstaged)
             change = test_v.get("rmse", np.nan) - test_fp32.get("rmse", np.nan)
             vspec.provenance["variant_accuracy"] = {"test_rmse": test_v.get("rmse"), "fp32_test_rmse": test_fp32.get("rmse"),
                                                     "rmse_change_px": change, "bound_px": VARIANT_BOUNDS_PX[name]}
@@ -129,7 +129,7 @@ def _parity_frames(run: Run) -> tuple[list[np.ndarray], list[int]]:
     return run.frames(idx), idx
 
 
-def _test_metrics(run: Run, model_path: Path) -> dict[str, Any]:
+def held_out_metrics(run: Run, model_path: Path) -> dict[str, Any]:
     idx = list(run.split.test) or list(run.split.train)
     pred = PoseModel.load(model_path, device="cpu").predict(run.frames(idx), color="rgb")
     gt = run.project.keypoints[idx]

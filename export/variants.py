@@ -16,11 +16,18 @@ INT8_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Relu", "Clip", "C
             "MaxPool", "AveragePool", "GlobalAveragePool"]
 
 
+#: int8 layouts: QDQ (QuantizeLinear/DequantizeLinear pairs that onnxruntime fuses into int8
+#: kernels) or QOperator (QLinearConv & co. written out); activations u8 or s8, weights s8.
+#: The default is the measured best on an AVX-512 VNNI CPU (benchmarks/int8_formats.py).
+INT8_FORMATS = ("qdq", "qoperator")
+INT8_DEFAULT = ("qdq", "u8")
+
+
 def make_variant(name: str, fp32_path: Path, run: Run, workdir: Path) -> onnx.ModelProto:
     if name == "fp16":
         return _fp16(fp32_path)
     if name == "int8":
-        return _int8(fp32_path, run, workdir)
+        return quantize_int8(fp32_path, run, workdir, *INT8_DEFAULT)
     raise ValueError(f"unknown variant {name!r} (fp16 or int8)")
 
 
@@ -33,8 +40,14 @@ def _fp16(fp32_path: Path) -> onnx.ModelProto:
     return convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
 
 
-def _int8(fp32_path: Path, run: Run, workdir: Path) -> onnx.ModelProto:
+def quantize_int8(fp32_path: Path, run: Run, workdir: Path, quant_format: str = "qdq",
+                  activations: str = "u8") -> onnx.ModelProto:
+    """Static int8, per-channel weights, calibrated (min/max) on the run's training frames."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    if quant_format not in INT8_FORMATS or activations not in ("u8", "s8"):
+        raise ValueError(f"int8 format must be one of {INT8_FORMATS} with u8 or s8 activations, "
+                         f"got {quant_format!r}, {activations!r}")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model = PoseModel.load(fp32_path, device="cpu")
@@ -58,7 +71,9 @@ def _int8(fp32_path: Path, run: Run, workdir: Path) -> onnx.ModelProto:
     del stripped.metadata_props[:]
     onnx.save(stripped, workdir / "int8-src.onnx")
     quant_pre_process(str(workdir / "int8-src.onnx"), str(prepped), skip_symbolic_shape=True)
-    quantize_static(str(prepped), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+    quantize_static(str(prepped), str(quantized), Reader(),
+                    quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
+                    activation_type=QuantType.QUInt8 if activations == "u8" else QuantType.QInt8,
+                    weight_type=QuantType.QInt8, per_channel=True,
                     op_types_to_quantize=INT8_OPS, extra_options={"ActivationSymmetric": False})
     return onnx.load(quantized)

@@ -77,8 +77,8 @@ def create_model(name: str, num_keypoints: int, **kwargs: Any) -> keras.Model:
 
 def model_stride(name: str, **kwargs: Any) -> int:
     """Output stride of a registered model, from its ``stride`` argument (8 unless given)."""
-    _, factory = _MODELS.factory(name, kwargs)
-    param = inspect.signature(factory).parameters.get("stride")
+    kwargs = _MODELS.arguments(name, kwargs)
+    param = inspect.signature(_MODELS.factory(name)).parameters.get("stride")
     default = param.default if param is not None else 8
     return int(kwargs.get("stride", default))
 
