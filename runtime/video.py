@@ -32,6 +32,7 @@ import numpy as np
 from .model import PoseModel
 from .files import atomic_output, sha256_file
 from .results import ResultsWriter
+from .static import StaticSession
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".m4v", ".wmv", ".webm", ".h264")
 #: Give up on a stream after this many failed reads in a row (the rest counts as missing).
@@ -338,8 +339,9 @@ def _analyze(model: PoseModel, video: Path, output_dir: str | os.PathLike[str] |
                  "video_mtime_ns": video.stat().st_mtime_ns, "declared_frames": info.frame_count}
         writer, prior = _open_writer(h5, state_path, state, model, scorer, csv, info.frame_count,
                                      resume and not overwrite)
+        fixed = model.static_session(batch_size, info.height, info.width) if static and info.height and info.width else None
         with writer:  # an exception keeps the flushed .partial for the next run to resume
-            stats, seconds = _run(model, cap, info, writer, batch_size, progress, static)
+            stats, seconds = _run(model, cap, info, writer, batch_size, progress, fixed)
             if stats.frames_read + prior.decoded == 0:
                 writer.abort()
                 state_path.unlink(missing_ok=True)
@@ -369,7 +371,7 @@ def _analyze(model: PoseModel, video: Path, output_dir: str | os.PathLike[str] |
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "device": model.device,
         "batch_size": batch_size,
-        "session": {**dataclasses.asdict(model.settings), "static": static},
+        "session": {**dataclasses.asdict(model.settings), "static": fixed is not None},
         "outputs": [h5.name] + ([h5.with_suffix(".csv").name] if csv else [])
                    + ([h5.with_suffix(".nwb").name] if nwb else []),
     }
@@ -461,12 +463,11 @@ def _nan_rows(partial: Path) -> list[int]:
 
 
 def _run(model: PoseModel, cap: cv2.VideoCapture, info: VideoInfo, writer: ResultsWriter, batch_size: int,
-         progress: bool, static: bool) -> tuple[DecodeStats, float]:
+         progress: bool, fixed: StaticSession | None) -> tuple[DecodeStats, float]:
     from tqdm import tqdm
 
     start = writer.frames_written
     decoder = _Decoder(cap, info, model, batch_size, start)
-    fixed = model.static_session(batch_size, info.height, info.width) if static else None
     k = len(model.keypoints)
     pending: list[np.ndarray] = []
     n_pending, last_flush = 0, time.monotonic()
