@@ -339,7 +339,8 @@ def _analyze(model: PoseModel, video: Path, output_dir: str | os.PathLike[str] |
                  "video_mtime_ns": video.stat().st_mtime_ns, "declared_frames": info.frame_count}
         writer, prior = _open_writer(h5, state_path, state, model, scorer, csv, info.frame_count,
                                      resume and not overwrite)
-        fixed = model.static_session(batch_size, info.height, info.width) if static and info.height and info.width else None
+        sized = info.height > 0 and info.width > 0
+        fixed = model.static_session(batch_size, info.height, info.width) if static and sized else None
         with writer:  # an exception keeps the flushed .partial for the next run to resume
             stats, seconds = _run(model, cap, info, writer, batch_size, progress, fixed)
             if stats.frames_read + prior.decoded == 0:
