@@ -491,11 +491,14 @@ def _run(model: PoseModel, cap: cv2.VideoCapture, info: VideoInfo, writer: Resul
             pending.append(rows)
             n_pending += batch.count
             if n_pending >= FLUSH_FRAMES or time.monotonic() - last_flush > FLUSH_SECONDS:
-                writer.append(np.concatenate(pending))
-                pending, n_pending, last_flush = [], 0, time.monotonic()
+                # `pending` is emptied before the write: a Ctrl-C that lands after it must not make
+                # the handler below append the same rows a second time
+                chunk, pending, n_pending, last_flush = np.concatenate(pending), [], 0, time.monotonic()
+                writer.append(chunk)
             bar.update(batch.count)
         if pending:
-            writer.append(np.concatenate(pending))
+            chunk, pending = np.concatenate(pending), []
+            writer.append(chunk)
     except KeyboardInterrupt:
         if pending:  # keep what is done for the resume (best effort: the writer may be the problem)
             with contextlib.suppress(Exception):

@@ -153,17 +153,18 @@ def test_cli_exit_codes(model_path, dots, tmp_path, capsys):
 
 
 _INTERRUPT = r"""
-import _thread, os, sys, threading, time
-from posezoo.runtime.video import analyze_video
+import _thread, sys
+from posezoo.runtime import video as v
 model, video, out_dir = sys.argv[1:4]
-partial = os.path.join(out_dir, sys.argv[4])
-def watch():  # interrupt (as Ctrl-C does) once a first chunk of results is on disk
-    while not (os.path.exists(partial) and os.path.getsize(partial) > 20000):
-        time.sleep(0.002)
-    _thread.interrupt_main()
-threading.Thread(target=watch, daemon=True).start()
+append = v.ResultsWriter.append
+def append_then_ctrl_c(self, rows):  # Ctrl-C arrives once a second chunk of results is on disk
+    append(self, rows)
+    if self.frames_written >= 1024 and not getattr(v, "_sent", False):
+        v._sent = True
+        _thread.interrupt_main()
+v.ResultsWriter.append = append_then_ctrl_c
 try:
-    analyze_video(model, video, out_dir, batch_size=16, progress=False)
+    v.analyze_video(model, video, out_dir, batch_size=16, progress=False)
     print("finished")
 except KeyboardInterrupt:
     print("interrupted")
@@ -174,8 +175,8 @@ def test_interrupted_analysis_resumes_from_the_partial_file(model_path, tmp_path
     video = tmp_path / "long.avi"
     truth = write_dot_video(video, n=3000, size=(24, 32), fps=30.0)
     h5 = result_path(video, SCORER, tmp_path / "out")
-    run = subprocess.run([sys.executable, "-c", _INTERRUPT, str(model_path), str(video), str(h5.parent),
-                          h5.name + ".partial"], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", _INTERRUPT, str(model_path), str(video), str(h5.parent)],
+                         capture_output=True, text=True, timeout=120)
     assert run.stdout.strip() == "interrupted", run.stdout + run.stderr
     assert not h5.exists() and h5.with_name(h5.name + ".partial").exists()
     out = analyze_video(model_path, video, h5.parent, batch_size=16, progress=False)
