@@ -43,6 +43,9 @@ def test_registry_has_resnet50_and_three_lite_candidates() -> None:
     assert resolve_name("lite") in LITE_CANDIDATES
     m = create_model("lite", 2)
     assert m.name == resolve_name("lite")  # provenance records the real architecture
+    # the alias carries the measured default width: 0.75 x (32, 64, 128, 192) channels
+    assert [stage[0].body[0][0].out_channels for stage in m.body.stages] == [24, 48, 96, 144]
+    assert create_model("lite", 2, width=1.0).body.stages[-1][0].body[0][0].out_channels == 192
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("torch")
 
 from conftest import TINY_TRAIN  # noqa: E402
 from posezoo.training.api import evaluate, train  # noqa: E402
+from posezoo.training.registry import LITE  # noqa: E402
 
 
 def _log(run: Path) -> list[dict[str, str]]:
@@ -30,6 +32,10 @@ def test_tiny_run_learns_and_writes_run_directory(trained_run):
     for name in ("run.json", "config.yaml", "split.json", "spec.json", "metrics.json",
                  "snapshots/last.pt", "snapshots/best.pt"):
         assert (trained_run / name).is_file(), name
+    # `lite` is an alias: the run's config names the arguments it resolved to, so the run keeps
+    # building the same network if the alias changes.
+    cfg = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert cfg["model"] == {"name": "lite", "width": LITE[1]["width"]}
     metrics = evaluate(trained_run)
     assert metrics["test"]["n_images"] == 6 and metrics["train"]["n_images"] == 42
     assert np.isfinite(metrics["test"]["rmse"])

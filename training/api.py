@@ -44,7 +44,13 @@ def train(project: str | Path | None = None, backend: str | None = None, output:
         if project is None:
             raise ValueError("train needs a DeepLabCut project directory (or its config.yaml)")
         cfg = resolve_config(config, backend, overrides)
-        stride = backend_module(cfg.backend).model_stride(cfg)  # fails early when the backend is missing
+        module = backend_module(cfg.backend)  # fails early when the backend is missing
+        # The run's config names every argument, so an alias's defaults changing later (``lite``)
+        # cannot change what this run builds.
+        arguments = module.model_arguments(cfg.model.name, cfg.model.kwargs)
+        if arguments != cfg.model.kwargs:
+            cfg = cfg.with_overrides({f"model.{k}": v for k, v in arguments.items()})
+        stride = module.model_stride(cfg)
         if cfg.targets.stride != stride:  # targets are made at the network's own output stride
             cfg = cfg.with_overrides({"targets.stride": stride})
         run = create_run(project, cfg, output)

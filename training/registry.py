@@ -7,6 +7,11 @@ from typing import Any, Callable
 
 Factory = Callable[..., Any]
 
+#: ``lite``, the default network of both backends: chosen by measurement on openfield for speed and
+#: accuracy together (benchmarks/README.md, "Default-model candidates"). Runs record the resolved
+#: arguments in their config, so a later change here does not change what an old run builds.
+LITE = ("resnet_slim", {"width": 0.75})
+
 
 class ModelRegistry:
     """Names -> factories ``factory(num_keypoints, **kwargs)``, with aliases such as ``lite``.

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import nets
 from .infer import predict_frames
-from .nets import create_model, list_models
+from .nets import create_model, list_models, model_arguments
 from .train import final_metrics, fit, load_model
 
 
@@ -18,5 +18,5 @@ def model_stride(cfg: Any) -> int:
     return nets.model_stride(cfg.model.name, **cfg.model.kwargs)
 
 
-__all__ = ["create_model", "final_metrics", "fit", "list_models", "load_model", "model_stride",
-           "predict_frames"]
+__all__ = ["create_model", "final_metrics", "fit", "list_models", "load_model", "model_arguments",
+           "model_stride", "predict_frames"]

@@ -31,11 +31,11 @@ import inspect
 import math
 from typing import Any, Sequence
 
-from ..registry import ModelRegistry
+from ..registry import LITE, ModelRegistry
 from .env import keras
 
 __all__ = ["MEAN_RGB", "STD_RGB", "create_model", "list_models", "model_stride", "register",
-           "register_alias", "resolve_name"]
+           "model_arguments", "register_alias", "resolve_name"]
 
 # ImageNet statistics on the 0..255 scale: the same numbers as posezoo.training.torch.nets.
 MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
@@ -60,6 +60,7 @@ _MODELS = ModelRegistry(" for the TensorFlow backend")
 register = _MODELS.register
 register_alias = _MODELS.register_alias
 resolve_name = _MODELS.resolve
+model_arguments = _MODELS.arguments
 
 
 def list_models(include_aliases: bool = True) -> list[str]:
@@ -280,4 +281,4 @@ def _round8(c: float) -> int:
     return max(8, int(round(c / 8)) * 8)
 
 
-register_alias("lite", "resnet_slim")
+register_alias("lite", LITE[0], **LITE[1])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .nets import create_model, list_models
+from .nets import create_model, list_models, model_arguments
 from .train import final_metrics, fit
 
 
@@ -12,4 +12,4 @@ def model_stride(cfg: Any) -> int:
     return int(create_model(cfg.model.name, 1, **cfg.model.kwargs).stride)
 
 
-__all__ = ["create_model", "final_metrics", "fit", "list_models", "model_stride"]
+__all__ = ["create_model", "final_metrics", "fit", "list_models", "model_arguments", "model_stride"]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelRegistry
+from ..registry import LITE, ModelRegistry
 
 __all__ = [
     "MEAN_RGB",
@@ -36,6 +36,7 @@ __all__ = [
     "create_model",
     "list_models",
     "resolve_name",
+    "model_arguments",
     "count_flops",
     "count_params",
 ]
@@ -53,6 +54,7 @@ _MODELS = ModelRegistry()
 register = _MODELS.register
 register_alias = _MODELS.register_alias
 resolve_name = _MODELS.resolve
+model_arguments = _MODELS.arguments
 
 
 def list_models(include_aliases: bool = True) -> list[str]:
@@ -555,7 +557,7 @@ def _round8(c: float) -> int:
     return max(8, int(round(c / 8)) * 8)
 
 
-register_alias("lite", "resnet_slim")
+register_alias("lite", LITE[0], **LITE[1])
 
 # ----------------------------------------------------------------------------------------
 # cost
