@@ -153,8 +153,9 @@ def test_cli_exit_codes(model_path, dots, tmp_path, capsys):
 
 
 _INTERRUPT = r"""
-import _thread, sys
+import _thread, signal, sys
 from posezoo.runtime import video as v
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background parent may have ignored SIGINT
 model, video, out_dir = sys.argv[1:4]
 append = v.ResultsWriter.append
 def append_then_ctrl_c(self, rows):  # Ctrl-C arrives once a second chunk of results is on disk
