@@ -44,11 +44,11 @@ def quantize_int8(fp32_path: Path, run: Run, workdir: Path, quant_format: str = 
                   activations: str = "u8") -> onnx.ModelProto:
     """Static int8, per-channel weights, calibrated (min/max) on the run's training frames."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if quant_format not in INT8_FORMATS or activations not in ("u8", "s8"):
         raise ValueError(f"int8 format must be one of {INT8_FORMATS} with u8 or s8 activations, "
                          f"got {quant_format!r}, {activations!r}")
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model = PoseModel.load(fp32_path, device="cpu")
     idx = list(run.split.train)[:CALIBRATION_FRAMES] or list(run.split.test)[:CALIBRATION_FRAMES]
