@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from frames import read_frames  # noqa: E402
+from frames import batch_runner, prepared_batches, read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEO = REPO.parent / "shared" / "data" / "openfield" / "videos" / "m3v1mp4.mp4"
@@ -29,16 +28,14 @@ def frames_per_second(path: Path, images: list, batch: int, threads: int, repeat
     from posezoo.runtime import PoseModel
 
     model = PoseModel.load(path, device="cpu", threads=threads)
-    h, w = images[0].shape[:2]
-    plan = model.plan_for(h, w)
-    tensors = [model.prepare_batch(images[i:i + batch], plan) for i in range(0, len(images) - batch + 1, batch)]
-    fixed = model.static_session(batch, h, w)
-    fixed.run(tensors[0])
+    tensors = prepared_batches(model, images, batch)
+    run = batch_runner(model, images[0], batch)
+    run(tensors[0])
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         for tensor in tensors:
-            fixed.run(tensor)
+            run(tensor)
         best = min(best, time.perf_counter() - t0)
     return len(tensors) * batch / best
 

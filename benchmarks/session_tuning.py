@@ -46,8 +46,7 @@ E2E = ("default (2 threads, spin, all, arena, static)", "spin off", "dynamic sha
 
 
 def worker(model_path: str, kwargs: dict, static: bool, video: str, frames: int, batch: int, e2e: bool) -> dict:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from frames import read_frames
+    from frames import batch_runner, prepared_batches, read_frames
 
     from posezoo.runtime import PoseModel
 
@@ -67,11 +66,8 @@ def worker(model_path: str, kwargs: dict, static: bool, video: str, frames: int,
         result["rss_mb"] = _peak_rss_mb()
     else:
         images = read_frames(Path(video), frames)
-        h, w = images[0].shape[:2]
-        plan = model.plan_for(h, w)
-        batches = [model.prepare_batch(images[i:i + batch], plan) for i in range(0, len(images) - batch + 1, batch)]
-        fixed = model.static_session(batch, h, w) if static else None
-        run = fixed.run if fixed is not None else model.run_tensor
+        batches = prepared_batches(model, images, batch)
+        run = batch_runner(model, images[0], batch, static)
         for tensor in batches[:2]:
             run(tensor)
         t0 = time.perf_counter()
@@ -80,9 +76,8 @@ def worker(model_path: str, kwargs: dict, static: bool, video: str, frames: int,
         result["bare_fps"] = len(batches) * batch / (time.perf_counter() - t0)
         result["rss_mb"] = _peak_rss_mb()  # before the single-frame session below adds its own
         # paced single frames at 30 Hz: CPU taken from everything else on the machine
-        single = model.static_session(1, h, w) if static else None
-        one = model.prepare_batch(images[:1], plan)
-        run1 = single.run if single is not None else model.run_tensor
+        one = prepared_batches(model, images[:1], 1)[0]
+        run1 = batch_runner(model, images[0], 1, static)
         run1(one)
         period, n = 1 / 30, 60
         c0, w0 = _cpu(), time.perf_counter()

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Video analysis throughput and memory, measured side by side in one run.
 
-1. bare model: frames decoded and prepared beforehand, batches fed straight to the session
-   (measured before and after step 2, so background load on a shared machine shows up);
+1. bare model: frames decoded and prepared beforehand, batches fed straight to the session that
+   ``analyze`` uses (fixed to the video's frame size), measured before and after step 2, so
+   background load on a shared machine shows up;
 2. end to end: ``analyze_video`` on the whole video in a fresh process (decode thread, batching,
    streamed .h5 writing), and the ratio end-to-end / bare (target >= 0.9);
 3. memory: the same analysis of a 4x longer video (the video concatenated 4 times into a temp
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from frames import read_frames
+from frames import batch_runner, prepared_batches, read_frames
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -110,13 +111,13 @@ def bare_fps(model_path: Path, video: Path, threads: int, batch: int, n_frames: 
 
     model = PoseModel.load(model_path, device="cpu", threads=threads)
     frames = read_frames(video, n_frames)
-    plan = model.plan_for(*frames[0].shape[:2])
-    batches = [model.prepare_batch(frames[i:i + batch], plan, "bgr") for i in range(0, len(frames) - batch + 1, batch)]
-    model.run_tensor(batches[0])  # warm-up
+    batches = prepared_batches(model, frames, batch)
+    run = batch_runner(model, frames[0], batch)  # the session analyze uses
+    run(batches[0])  # warm-up
     done, start, cpu = 0, time.perf_counter(), time.process_time()
     while True:
         for tensor in batches:
-            model.run_tensor(tensor)
+            run(tensor)
             done += len(tensor)
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
