@@ -54,7 +54,7 @@ def make_entry(tmp_path: Path, version: str = "1.0.0", name: str = NAME) -> Path
                            make_spec(provenance={"backend": "test", "dataset": "openfield-like",
                                                  "test_metrics": {"rmse": 2.5}, "parity": {"max_abs_px": 0.0}}))
     return pack(model, tmp_path / f"entry-{name}-{version}", name=name, version=version,
-                description="A tiny brightest-pixel model.", license="CC0-1.0")
+                description="A tiny brightest-pixel model.", license="CC0-1.0", measure_speed=False)
 
 
 @pytest.fixture

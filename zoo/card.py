@@ -34,17 +34,51 @@ def _table(rows: dict[str, Any], header: tuple[str, str]) -> list[str]:
     return lines
 
 
+def speed_summary(speed: dict[str, Any]) -> str:
+    """"123.4 frames/s on CPU (AMD EPYC ..., 2 threads, 480x640 frames, batch 1)", or ""."""
+    fps = speed.get("frames_per_second")
+    if not isinstance(fps, (int, float)):
+        return ""
+    size = speed.get("frame_size")
+    where = [str(speed.get("cpu") or "unknown CPU"), f"{speed.get('threads', '?')} threads"]
+    if isinstance(size, list) and len(size) == 2:
+        where.append(f"{size[0]}x{size[1]} frames")
+    where.append(f"batch {speed.get('batch', 1)}")
+    return f"{fps} frames/s on {str(speed.get('device', 'cpu')).upper()} ({', '.join(where)})"
+
+
+def headline_rmse(entry: ZooEntry) -> float | None:
+    """The headline accuracy: test-split RMSE in pixels, from whichever record the entry has."""
+    m = entry.metrics
+    for record in (m.get("export_test"), m.get("test"), (m.get("train_run") or {}).get("test")):
+        if isinstance(record, dict) and isinstance(record.get("rmse"), (int, float)):
+            return float(record["rmse"])
+    return None
+
+
+def backend(entry: ZooEntry) -> str:
+    return str(entry.provenance.get("backend") or "")
+
+
 def model_card(entry: ZooEntry, spec: dict[str, Any] | None = None) -> str:
     """Markdown card: what the model detects, how well, from what data, and how to use it."""
     out = [f"# {entry.name} {entry.version}", ""]
     if entry.description:
         out += [entry.description, ""]
+    out += [f"- Species: {entry.species}"] if entry.species else []
+    out += [f"- View: {entry.view}"] if entry.view else []
+    out += [f"- Speed: {speed_summary(entry.speed)}, measured at pack time"] if speed_summary(entry.speed) else []
     out += [
         f"- License: {entry.license or 'not stated'}",
         f"- Created: {entry.created or 'unknown'}",
         f"- Spec schema: {entry.spec_schema_version}",
         f"- Size: {human_size(entry.size)}",
         "",
+    ]
+    if entry.sample.get("file"):
+        out += ["## Sample frame", "",
+                f"![{entry.sample.get('source', 'sample')} with predicted keypoints]({entry.sample['file']})", ""]
+    out += [
         "## Keypoints",
         "",
     ]

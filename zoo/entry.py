@@ -80,6 +80,11 @@ class ZooEntry:
     spec_schema_version: str = "1.0"
     created: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Optional since index schema 1 (absent in older entries): what the card and site show.
+    species: str = ""
+    view: str = ""  # camera view: top, side, bottom, front...
+    speed: dict[str, Any] = field(default_factory=dict)  # CPU frames/s measured at pack time
+    sample: dict[str, Any] = field(default_factory=dict)  # sample frame file + its predictions
     extra: dict[str, Any] = field(default_factory=dict)
     # Where the entry was read from (an index URL or path); not serialized.
     source: str = field(default="", compare=False)
@@ -87,7 +92,9 @@ class ZooEntry:
     KNOWN = (
         "name", "version", "files", "description", "keypoints", "skeleton", "license",
         "training_data", "metrics", "spec_schema_version", "created", "provenance",
+        "species", "view", "speed", "sample",
     )
+    OPTIONAL = ("species", "view", "speed", "sample")  # written only when set
 
     @property
     def ref(self) -> str:
@@ -120,6 +127,7 @@ class ZooEntry:
             "provenance": dict(self.provenance),
             "files": [f.to_dict() for f in self.files],
         }
+        data.update({key: getattr(self, key) for key in self.OPTIONAL if getattr(self, key)})
         data.update(self.extra)
         return data
 
@@ -149,12 +157,17 @@ class ZooEntry:
             spec_version = str(spec_version)
         if not isinstance(spec_version, str) or not re.fullmatch(r"\d+(\.\d+)*", spec_version):
             raise ZooError(f"'spec_schema_version' must look like \"1.0\", got {spec_version!r} ({where})")
-        for key, kind in (("metrics", dict), ("provenance", dict), ("skeleton", list)):
+        for key, kind in (("metrics", dict), ("provenance", dict), ("skeleton", list),
+                          ("speed", dict), ("sample", dict)):
             if key in data and not isinstance(data[key], kind):
                 raise ZooError(f"'{key}' must be a JSON {kind.__name__} ({where})")
-        for key in ("description", "license", "created"):
+        for key in ("description", "license", "created", "species", "view"):
             if key in data and not isinstance(data[key], str):
                 raise ZooError(f"'{key}' must be a string ({where})")
+        sample = data.get("sample") or {}
+        if sample and sample.get("file") not in names:
+            raise ZooError(f"'sample.file' must name one of the entry's files, got "
+                           f"{sample.get('file')!r} ({where})")
         return cls(
             name=name,
             version=version,
@@ -168,6 +181,10 @@ class ZooEntry:
             spec_schema_version=spec_version,
             created=data.get("created", ""),
             provenance=dict(data.get("provenance", {})),
+            species=data.get("species", ""),
+            view=data.get("view", ""),
+            speed=dict(data.get("speed", {})),
+            sample=dict(sample),
             extra={k: v for k, v in data.items() if k not in cls.KNOWN},
             source=source,
         )

@@ -1,7 +1,7 @@
 """Make zoo entries from exported models (`pack`) and add them to a zoo directory (`publish`).
 
-An entry directory holds the model, its model card (README.md) and entry.json whose file URLs
-are plain file names. Publishing copies it to `<zoo>/models/<name>/<version>/` and lists it in
+An entry directory holds the model, its model card (README.md), optionally a sample frame with
+predicted keypoints (sample.jpg), and entry.json whose file URLs are plain file names. Publishing copies it to `<zoo>/models/<name>/<version>/` and lists it in
 `<zoo>/index.json` with URLs relative to the index, so the zoo works from disk or over HTTP.
 """
 from __future__ import annotations
@@ -14,9 +14,12 @@ from typing import Any
 from .card import model_card
 from .entry import ZooEntry, ZooFile
 from .errors import IntegrityError, ZooError
-from posezoo.runtime.files import copy_atomic, sha256_file, write_json_atomic, write_text_atomic
+from posezoo.runtime.files import (copy_atomic, sha256_file, write_bytes_atomic, write_json_atomic,
+                                   write_text_atomic)
 from .names import validate_name, validate_version, version_key
+from .sample import SAMPLE_FILE, read_image, render_sample
 from .sources import INDEX_NAME, INDEX_SCHEMA_VERSION, parse_index
+from .speed import FRAMES, measure_speed as measure
 
 ENTRY_FILE = "entry.json"
 CARD_FILE = "README.md"
@@ -57,8 +60,17 @@ def _file_record(path: Path) -> ZooFile:
 def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None,
          version: str = "1.0.0", description: str = "", license: str = "",
          training_data: Any = None, metrics: dict[str, Any] | None = None,
+         species: str = "", view: str = "", sample_image: str | Path | None = None,
+         measure_speed: bool = True, speed_frames: int = FRAMES, threads: int | None = None,
          force: bool = False) -> Path:
-    """Write an entry directory (model, entry.json, README.md) for an exported model."""
+    """Write an entry directory (model, entry.json, README.md, sample.jpg) for an exported model.
+
+    `sample_image` (a frame of the training project's test split, say) is run through the model
+    and drawn with its keypoints for the card; `measure_speed` times CPU frames/s at that
+    frame's size (see `posezoo.zoo.speed`). Packing a training run that has no export yet is the
+    command line's job (`posezoo zoo pack RUN`): the zoo never imports the training code.
+    """
+    from posezoo.runtime import PoseModel
     from posezoo.runtime.session import ModelLoadError
     from posezoo.runtime.spec import SpecError, read_spec
 
@@ -73,6 +85,11 @@ def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None
     except ZooError as exc:
         raise ZooError(f"{exc}; pass a valid --name") from None
     validate_version(version)
+    for key, text in (("species", species), ("view", view)):
+        if not isinstance(text, str):
+            raise ZooError(f"{key} must be a string, got {type(text).__name__}")
+    # Read before anything is written: a wrong image path leaves no half-made entry behind.
+    image = read_image(sample_image) if sample_image is not None else None
     out = Path(output).expanduser()
     if out.exists() and not out.is_dir():
         raise ZooError(f"{out}: exists and is not a directory")
@@ -80,22 +97,29 @@ def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None
         raise ZooError(f"{out}: directory is not empty; choose another --output or pass --force")
     out.mkdir(parents=True, exist_ok=True)
 
-    spec_dict = spec.to_dict()
     provenance = dict(spec.provenance)
     dest = out / f"{name}.onnx"
     copy_atomic(model, dest)
+    files = [_file_record(dest)]
+    sample: dict[str, Any] = {}
+    if image is not None:
+        drawn = render_sample(PoseModel.load(dest, device="cpu"), image, Path(sample_image).name)
+        write_bytes_atomic(out / SAMPLE_FILE, drawn.jpeg)
+        files.append(_file_record(out / SAMPLE_FILE))
+        sample = drawn.record(SAMPLE_FILE)
+    speed = measure(dest, image, frames=speed_frames, threads=threads) if measure_speed else {}
     entry = ZooEntry(
-        name=name, version=version, files=[_file_record(dest)], description=description,
+        name=name, version=version, files=files, description=description,
         keypoints=list(spec.keypoints), skeleton=[list(p) for p in spec.skeleton], license=license,
         training_data=training_data if training_data is not None else provenance.get("dataset"),
         metrics=metrics if metrics is not None else _metrics_from(provenance),
         spec_schema_version=str(spec.schema_version),
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-        provenance=provenance,
+        provenance=provenance, species=species.strip(), view=view.strip(), speed=speed, sample=sample,
     )
-    write_text_atomic(out / CARD_FILE, model_card(entry, spec_dict))
+    write_text_atomic(out / CARD_FILE, model_card(entry, spec.to_dict()))
     entry.files.append(_file_record(out / CARD_FILE))
-    write_json_atomic(out / ENTRY_FILE, entry.to_dict())
+    write_json_atomic(out / ENTRY_FILE, entry.to_dict())  # last: its presence marks a complete entry
     return out
 
 

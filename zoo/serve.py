@@ -1,4 +1,5 @@
-"""Serve a zoo directory over HTTP with Range support, so clients can resume downloads.
+"""Serve a zoo directory over HTTP with Range support, so clients can resume downloads, and
+its web site (`posezoo.zoo.site`) at `/` beside index.json.
 
 For sharing inside a lab network or for tests; it binds to 127.0.0.1 unless told otherwise.
 Put a real web server (or object storage) in front of it for anything public.
@@ -7,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import re
+import tempfile
 from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from .errors import ZooError
 
@@ -40,15 +44,54 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
 
 
 class ZooRequestHandler(SimpleHTTPRequestHandler):
-    """Static files with single-range GET/HEAD; directory listings are disabled."""
+    """Static files with single-range GET/HEAD; directory listings are disabled.
+
+    With `site_directory`, a path is looked up there first, then in the zoo directory, and a
+    directory that holds index.html serves it: the site's pages at `/` beside the zoo's files.
+    """
 
     protocol_version = "HTTP/1.1"
 
+    def __init__(self, *args, site_directory: str | None = None, **kwargs) -> None:
+        self.site_directory = site_directory  # set first: the base class handles the request
+        super().__init__(*args, **kwargs)
+
+    def _parts(self) -> list[str] | None:
+        """The URL path's segments; None when one is hidden (.lock, .git, temporary files)."""
+        path = posixpath.normpath(unquote(urlsplit(self.path).path, errors="surrogatepass"))
+        parts = [p for p in path.split("/") if p and p != "."]
+        if any(p.startswith(".") or os.sep in p or (os.altsep and os.altsep in p) for p in parts):
+            return None
+        return parts
+
+    def _find(self) -> tuple[Path, bool] | None:
+        """(file, whether the URL named its folder), looked up in the site, then the zoo."""
+        parts = self._parts()
+        if parts is None:
+            return None
+        roots = [self.site_directory] if self.site_directory else []
+        for root in [*roots, self.directory]:
+            path = Path(root).joinpath(*parts)
+            folder = path.is_dir()
+            if folder:
+                path = path / "index.html"
+            if path.is_file():
+                return path, folder
+        return None
+
     def send_head(self):  # type: ignore[override]
-        path = Path(self.translate_path(self.path))
-        hidden = any(part.startswith(".") for part in path.relative_to(self.directory).parts)
-        if hidden or not path.is_file():  # no .lock, .git, temporary files
+        found = self._find()
+        if found is None:
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+        path, folder = found
+        url_path = urlsplit(self.path).path
+        if folder and not url_path.endswith("/"):
+            # /models/x -> /models/x/, so the page's relative links resolve against its folder
+            self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+            self.send_header("Location", url_path + "/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return None
         try:
             fh = open(path, "rb")
@@ -98,25 +141,34 @@ class ZooRequestHandler(SimpleHTTPRequestHandler):
 
 
 def make_server(zoo_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
-                handler: type[ZooRequestHandler] = ZooRequestHandler) -> ThreadingHTTPServer:
-    """A ready (not yet serving) HTTP server for `zoo_dir`; port 0 picks a free port."""
+                handler: type[ZooRequestHandler] = ZooRequestHandler,
+                site_dir: str | Path | None = None) -> ThreadingHTTPServer:
+    """A ready (not yet serving) HTTP server for `zoo_dir` (and the site in `site_dir`, served
+    over it at `/`); port 0 picks a free port."""
     root = Path(zoo_dir).expanduser().resolve()
     if not (root / "index.json").is_file():
         raise ZooError(f"{root}: not a zoo directory (no index.json); create one with `posezoo zoo publish`")
-    server = ThreadingHTTPServer((host, port), partial(handler, directory=str(root)))
+    site = str(Path(site_dir).expanduser().resolve()) if site_dir is not None else None
+    server = ThreadingHTTPServer((host, port), partial(handler, directory=str(root), site_directory=site))
     server.daemon_threads = True
     return server
 
 
-def serve(zoo_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until interrupted (Ctrl-C)."""
-    server = make_server(zoo_dir, host, port)
-    url_host = f"[{host}]" if ":" in host else host
-    print(f"serving {Path(zoo_dir).resolve()} at http://{url_host}:{server.server_address[1]}/ "
-          "(Ctrl-C to stop)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+def serve(zoo_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, site: bool = True) -> None:
+    """Serve until interrupted (Ctrl-C). With `site`, the zoo's web site is built afresh into a
+    temporary directory (the zoo directory is not written to) and served at `/`."""
+    from .site import build_site
+
+    with tempfile.TemporaryDirectory(prefix="posezoo-site-") as tmp:
+        if site:
+            build_site(zoo_dir, tmp, beside_index=True)
+        server = make_server(zoo_dir, host, port, site_dir=tmp if site else None)
+        url_host = f"[{host}]" if ":" in host else host
+        print(f"serving {Path(zoo_dir).resolve()} at http://{url_host}:{server.server_address[1]}/ "
+              "(Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
