@@ -1,0 +1,307 @@
+"""`from_deeplabcut`: a trained DeepLabCut model becomes one self-describing posezoo .onnx file.
+
+The network is rebuilt in plain torch (dlc3.py / dlc2.py), wrapped with DeepLabCut's own
+normalisation and decode (graph.py), traced to ONNX, and passes the same parity gate as every
+posezoo export: the torch rebuild and onnxruntime (through `PoseModel`) must agree on real frames
+(the project's labeled frames when its config.yaml is found above the model) within
+``tolerance_px`` and 0.01 in score, or nothing is written.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+import onnx
+import torch
+
+from posezoo.runtime import geometry
+from posezoo.runtime.metrics import to_jsonable
+from posezoo.runtime.model import PoseModel
+from posezoo.runtime.spec import DecodeSpec, InputSpec, PreprocessSpec, Spec
+
+from ..core import ExportError, Exported
+from .dlc3 import Imported
+from .errors import DeepLabCutModelError
+from .graph import DeepLabCutGraph, export_onnx
+from .source import Located, find_project_config, locate, read_yaml
+
+PARITY_FRAMES = 16
+SCORE_TOLERANCE = 0.01
+#: largest mean keypoint change (px) a variant may bring against the fp32 model on the gate frames
+VARIANT_BOUNDS_PX = {"fp16": 0.2, "int8": 0.5}
+
+
+def from_deeplabcut(source: str | Path, output: str | Path | None = None, *, snapshot: str | int = "best",
+                    tolerance_px: float = 0.5, name: str | None = None, fp16: bool = False, int8: bool = False,
+                    force: bool = False, frames: Sequence[np.ndarray] | None = None,
+                    progress: Callable[[str], None] = print) -> Exported:
+    """Import a DeepLabCut model (see `source.LAYOUTS`) into ``output`` (.onnx, written atomically).
+
+    ``frames`` (RGB uint8) replace the project's labeled frames for the parity gate and the int8
+    calibration; without either, synthetic frames are used and the provenance says so.
+    """
+    located = locate(source, snapshot)
+    progress(f"DeepLabCut {located.engine} model: {located.weights} ({located.snapshot})")
+    imported, extra = _import(located)
+    project_cfg = find_project_config(located.config_path, extra.pop("project_hint", None))
+    project = read_yaml(project_cfg) if project_cfg else {}
+    spec = _spec(imported, located, project, name)
+    output = Path(output) if output else Path.cwd() / f"{spec.name}.onnx"
+    if output.suffix != ".onnx":
+        raise ValueError(f"--output must end in .onnx, got {output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    graph = DeepLabCutGraph(imported.net, imported.normalize, imported.decode).eval()
+    gate, frames_note = _gate_frames(frames, project_cfg)
+    spec.provenance = _provenance(located, imported, project_cfg, project, extra)
+    with tempfile.TemporaryDirectory(prefix=".posezoo-export-", dir=output.parent) as tmpdir:
+        raw = Path(tmpdir) / "raw.onnx"
+        progress("tracing to ONNX")
+        export_onnx(graph, spec.input.name, raw)
+        model = onnx.load(raw)
+        staged = _save(model, spec, Path(tmpdir) / "fp32.onnx")
+
+        progress(f"parity gate: torch rebuild vs onnxruntime on {len(gate)} {frames_note}")
+        runtime = PoseModel.load(staged, device="cpu")
+        fp32 = _coords(runtime.predict(gate, color="rgb"))
+        parity = compare(predict_torch(graph, spec, gate), fp32) | {"tolerance_px": tolerance_px,
+                                                                     "score_tolerance": SCORE_TOLERANCE}
+        parity["passed"] = bool(parity["max_px_diff"] <= tolerance_px and parity["max_score_diff"] <= SCORE_TOLERANCE)
+        parity["frames"] = frames_note
+        spec.provenance["parity"] = parity
+        if not parity["passed"]:
+            raise ExportError(f"parity gate failed for {located.weights}: onnxruntime and the torch rebuild differ "
+                              f"by up to {parity['max_px_diff']:.3f} px and {parity['max_score_diff']:.4f} in score on "
+                              f"{parity['n_frames']} frames; tolerance {tolerance_px} px, {SCORE_TOLERANCE} score")
+        _save(model, spec, staged)
+        os.replace(staged, output)
+        progress(f"wrote {output} (parity max {parity['max_px_diff']:.4f} px, score {parity['max_score_diff']:.2e})")
+
+        variants: dict[str, Path] = {}
+        for kind, wanted in (("fp16", fp16), ("int8", int8)):
+            if wanted:
+                variants[kind] = _variant(kind, output, spec, gate, fp32, Path(tmpdir), force, progress)
+    return Exported(output, spec, variants)
+
+
+def _import(located: Located) -> tuple[Imported, dict[str, Any]]:
+    if located.engine == "pytorch":
+        from .dlc3 import build
+
+        cfg, state, meta = _load_pytorch(located)
+        imported = build(cfg, state, located.weights)
+        extra = {"snapshot_metadata": meta, "project_hint": (cfg.get("metadata") or {}).get("project_path"),
+                 "weights_sha256": _weights_sha(state), "versions": {"torch": torch.__version__}}
+        return imported, extra
+    from .dlc2 import build_tf
+
+    return build_tf(located)
+
+
+def _load_pytorch(located: Located) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    blob = torch_load(located.weights)
+    if located.layout == "exported-file":
+        if not isinstance(blob, dict) or "config" not in blob or "pose" not in blob:
+            raise DeepLabCutModelError(f"{located.weights}: not a deeplabcut.export_model file (needs 'config' and "
+                                       f"'pose'; found {sorted(blob) if isinstance(blob, dict) else type(blob).__name__})")
+        return dict(blob["config"]), blob["pose"], {}
+    if not isinstance(blob, dict) or "model" not in blob:
+        raise DeepLabCutModelError(f"{located.weights}: a DeepLabCut snapshot holds 'model' (the state_dict); found "
+                                   f"{sorted(blob) if isinstance(blob, dict) else type(blob).__name__}")
+    return read_yaml(located.config_path), blob["model"], dict(blob.get("metadata") or {})
+
+
+def torch_load(path: Path) -> Any:
+    """``torch.load`` restricted to tensors, plain containers and the numpy scalars that
+    DeepLabCut's snapshot metadata holds (a plain ``weights_only=True`` load refuses those)."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    allowed: list[Any] = [np.ndarray, np.dtype] + [type(np.dtype(c)) for c in "?bBhHiIlLqQefdFD"]
+    for func in ("scalar", "_reconstruct"):  # pickled under numpy 1's or numpy 2's module name
+        allowed += [(getattr(multiarray, func), f"{module}.{func}") for module in ("numpy.core.multiarray",
+                                                                                 "numpy._core.multiarray")]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise DeepLabCutModelError(f"{path}: cannot read it as PyTorch weights ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0][:300]})") from None
+
+
+def _weights_sha(state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _spec(imported: Imported, located: Located, project: dict[str, Any], name: str | None) -> Spec:
+    stride = imported.decode.stride
+    if stride != int(stride):
+        raise DeepLabCutModelError(f"{located.weights}: output stride {stride} is not a whole number of pixels")
+    keypoints = imported.keypoints
+    skeleton = [[a, b] for pair in project.get("skeleton") or [] if isinstance(pair, (list, tuple)) and len(pair) == 2
+                for a, b in [pair] if a in keypoints and b in keypoints]
+    pcutoff = project.get("pcutoff", 0.6)
+    score = "raw map clipped to [0, 1]" if imported.decode.clip and not imported.decode.sigmoid else \
+        "sigmoid" if imported.decode.sigmoid else "raw map"
+    engine = "DeepLabCut 3" if located.engine == "pytorch" else "DeepLabCut 2"
+    return Spec(
+        name=name or _default_name(located, project, imported.net_type),
+        keypoints=list(keypoints),
+        input=InputSpec(color=imported.color, size_multiple=imported.size_multiple),
+        preprocess=PreprocessSpec(resize="none", scale=1.0, interpolation="linear", pad_value=0),
+        decode=DecodeSpec(method=f"argmax+locref ({engine}; score: {score})", stride=int(stride),
+                          offset=stride / 2, locref_scale=imported.decode.locref_std),
+        skeleton=skeleton,
+        pcutoff=float(pcutoff) if isinstance(pcutoff, (int, float)) and 0 <= pcutoff <= 1 else 0.6,
+    ).validate(str(located.weights))
+
+
+def _default_name(located: Located, project: dict[str, Any], net_type: str) -> str:
+    task = project.get("Task") or (located.config_path.parent.parent.name if located.layout == "train-folder"
+                                   else located.weights.stem)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{task}-dlc-{net_type}").strip("-")
+
+
+def _provenance(located: Located, imported: Imported, project_cfg: Path | None, project: dict[str, Any],
+                extra: dict[str, Any]) -> dict[str, Any]:
+    meta = extra.get("snapshot_metadata") or {}
+    versions = dict(extra.get("versions") or {}) | {d: _version(d) for d in ("onnx", "onnxruntime", "posezoo")}
+    step_name = "epoch" if located.engine == "pytorch" else "iterations"
+    source = {"engine": located.engine, "layout": located.layout, "path": str(located.given),
+              "weights": str(located.weights), "snapshot": located.snapshot, step_name: located.step,
+              "net_type": imported.net_type}
+    if meta.get("epoch") is not None:
+        source["epoch"] = meta["epoch"]
+    provenance: dict[str, Any] = {
+        "backend": f"deeplabcut-{located.engine}",
+        "framework_versions": versions,
+        "model": imported.net_type,
+        "source": source,
+        "snapshot": located.snapshot,
+        "weights_sha256": extra.get("weights_sha256", ""),
+        "metrics": {"deeplabcut_snapshot": to_jsonable(meta.get("metrics") or {})},
+        "precision": "fp32",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if project_cfg:
+        provenance["dataset"] = {"project": project_cfg.parent.name, "task": project.get("Task"),
+                                 "scorer": project.get("scorer"), "config": str(project_cfg)}
+    if imported.notes:
+        provenance["notes"] = list(imported.notes)
+    return to_jsonable(provenance)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _save(model: onnx.ModelProto, spec: Spec, path: Path) -> Path:
+    from posezoo.runtime.spec import embed_spec
+
+    embed_spec(model, spec)
+    onnx.save(model, path)
+    return path
+
+
+def _coords(result: Any) -> np.ndarray:
+    """(N, K, 3) from `PoseModel.predict`: today an array, soon a `Poses` whose coords are (N, 1, K, 3)."""
+    coords = getattr(result, "coords", result)
+    coords = np.asarray(coords, dtype=np.float32)
+    return coords[:, 0] if coords.ndim == 4 else coords
+
+
+def compare(reference: np.ndarray, other: np.ndarray) -> dict[str, Any]:
+    """Largest and mean keypoint distance (px) and largest score difference, NaN counted as failure."""
+    dist = np.linalg.norm(reference[..., :2] - other[..., :2], axis=-1)
+    score = np.abs(reference[..., 2] - other[..., 2])
+    bad = not (np.isfinite(dist).all() and np.isfinite(score).all())
+    return {"n_frames": int(reference.shape[0]), "max_px_diff": float("inf") if bad else float(dist.max()),
+            "mean_px_diff": float(np.nanmean(dist)), "max_score_diff": float("inf") if bad else float(score.max())}
+
+
+def predict_torch(graph: DeepLabCutGraph, spec: Spec, frames: Sequence[np.ndarray], batch: int = 4) -> np.ndarray:
+    """The torch rebuild on frames prepared exactly as the runtime prepares them (frame pixels out)."""
+    out = []
+    with torch.no_grad():
+        for frame in frames:
+            tensor, plan = geometry.prepare(frame, spec.input, spec.preprocess, color="rgb")
+            kp = graph(torch.from_numpy(tensor)[None]).numpy()[0]
+            out.append(plan.to_frame(kp))
+    return np.stack(out)
+
+
+def _gate_frames(frames: Sequence[np.ndarray] | None, project_cfg: Path | None) -> tuple[list[np.ndarray], str]:
+    if frames is not None:
+        given = [np.ascontiguousarray(f) for f in frames][:PARITY_FRAMES]
+        if not given:
+            raise ValueError("frames: no frames given for the parity gate")
+        return given, "given frames"
+    if project_cfg is not None:
+        paths = sorted((project_cfg.parent / "labeled-data").glob("*/*.png"))
+        paths = paths[:: max(1, len(paths) // PARITY_FRAMES)][:PARITY_FRAMES]
+        images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
+        images = [im[:, :, ::-1].copy() for im in images if im is not None]
+        if images:
+            return images, f"labeled frames of {project_cfg.parent.name}"
+    rng = np.random.default_rng(0)  # smooth noise: no project beside the model
+    noise = [cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), (0, 0), 3) for _ in range(4)]
+    return noise, "synthetic frames (no project config.yaml found above the model)"
+
+
+def _variant(kind: str, fp32_path: Path, spec: Spec, frames: list[np.ndarray], fp32: np.ndarray, workdir: Path,
+             force: bool, progress: Callable[[str], None]) -> Path:
+    from ..variants import INT8_DEFAULT, _fp16, quantize_int8
+
+    progress(f"{kind}: converting" + (" (calibrating on the gate frames)" if kind == "int8" else ""))
+    if kind == "int8":
+        vmodel = quantize_int8(fp32_path, _Frames(frames), workdir, *INT8_DEFAULT)  # type: ignore[arg-type]
+    else:
+        vmodel = _fp16(fp32_path)
+    vspec = Spec.from_dict(spec.to_dict())
+    vspec.provenance["precision"] = kind
+    staged = _save(vmodel, vspec, workdir / f"{kind}.onnx")
+    pred = _coords(PoseModel.load(staged, device="cpu").predict(frames, color="rgb"))
+    change = np.linalg.norm(pred[..., :2] - fp32[..., :2], axis=-1)
+    figures = {"mean_px_change": float(change.mean()), "max_px_change": float(change.max()),
+               "max_score_change": float(np.abs(pred[..., 2] - fp32[..., 2]).max()),
+               "bound_mean_px": VARIANT_BOUNDS_PX[kind], "frames": len(frames)}
+    vspec.provenance["variant_accuracy"] = figures
+    if figures["mean_px_change"] > VARIANT_BOUNDS_PX[kind] and not force:
+        raise ExportError(f"{kind} variant refused: keypoints move by {figures['mean_px_change']:.3f} px on average "
+                          f"(max {figures['max_px_change']:.2f}) against fp32 > bound {VARIANT_BOUNDS_PX[kind]} px; "
+                          "use --force to write it anyway")
+    _save(vmodel, vspec, staged)
+    target = fp32_path.with_name(f"{fp32_path.stem}.{kind}.onnx")
+    os.replace(staged, target)
+    progress(f"wrote {target} (mean change {figures['mean_px_change']:.3f} px)")
+    return target
+
+
+class _Frames:
+    """The frame source `variants.quantize_int8` reads calibration frames from (a run's surface)."""
+
+    class _Split:
+        def __init__(self, n: int) -> None:
+            self.train, self.test = list(range(n)), []
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self._frames = frames
+        self.split = self._Split(len(frames))
+
+    def frames(self, idx: Sequence[int]) -> list[np.ndarray]:
+        return [self._frames[i] for i in idx]
