@@ -7,28 +7,31 @@ and refused when their test error grows by more than a stated bound.
 """
 from __future__ import annotations
 
-import hashlib
+import importlib
 import os
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import onnx
 
-from posezoo.runtime.metrics import evaluate_keypoints, to_jsonable
+from posezoo.runtime.files import weights_sha256
+from posezoo.runtime.metrics import evaluate_poses, to_jsonable
 from posezoo.runtime.model import PoseModel
-from posezoo.runtime.spec import Spec, embed_spec
+from posezoo.runtime.poses import Poses
+from posezoo.runtime.spec import OutputSpec, Spec, embed_spec
+from posezoo.runtime.version import version
+from posezoo.training.loop import Trainer
+from posezoo.training.predict import Predictor, predictor
 from posezoo.training.run import Run, backend_module, load_run
 
 PARITY_TOLERANCE_PX = 0.5
 VARIANT_BOUNDS_PX = {"fp16": 0.2, "int8": 0.5}
 PARITY_FRAMES = 16
-
-Predictor = Callable[[list[np.ndarray]], np.ndarray]
+_CONVERTERS = {"torch": "posezoo.export.torch_onnx", "tf": "posezoo.export.tf_onnx"}
 
 
 class ExportError(RuntimeError):
@@ -52,13 +55,13 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
     if output.suffix != ".onnx":
         raise ValueError(f"--output must end in .onnx, got {output}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    backend = _backend_exporter(run.backend)
+    backend_module(run.backend)  # a missing framework is named with the extra to install
     spec = run.spec
     with tempfile.TemporaryDirectory(prefix=".posezoo-export-", dir=output.parent) as tmpdir:
         raw = Path(tmpdir) / "raw.onnx"
-        framework, weights_sha, versions = backend(run, snapshot, spec, raw, heatmaps)
+        framework, weights_sha, versions = _write_graph(run, snapshot, spec, raw, heatmaps)
         if heatmaps:
-            spec.outputs["heatmaps"] = type(spec.outputs["keypoints"])(
+            spec.outputs["heatmaps"] = OutputSpec(
                 "heatmaps", ["batch", len(spec.keypoints), "heatmap_height", "heatmap_width"],
                 "per-keypoint probability maps at the decode stride (sigmoid applied)")
         spec.provenance = _provenance(run, snapshot, weights_sha, versions)
@@ -109,7 +112,9 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
     return Exported(output, spec, variants)
 
 
-def check_parity(framework: np.ndarray, runtime: np.ndarray, tolerance_px: float) -> dict[str, Any]:
+def check_parity(framework: Poses, runtime: Poses, tolerance_px: float) -> dict[str, Any]:
+    """How far the exported graph's poses are from the framework's on the same frames."""
+    framework, runtime = framework.coords, runtime.coords
     diff = np.linalg.norm(framework[..., :2] - runtime[..., :2], axis=-1)
     finite = np.isfinite(diff)
     max_diff = float(diff[finite].max()) if finite.any() else float("nan")
@@ -132,8 +137,7 @@ def _parity_frames(run: Run) -> tuple[list[np.ndarray], list[int]]:
 def held_out_metrics(run: Run, model_path: Path) -> dict[str, Any]:
     idx = list(run.split.test) or list(run.split.train)
     pred = PoseModel.load(model_path, device="cpu").predict(run.frames(idx), color="rgb")
-    gt = run.project.keypoints[idx]
-    m = evaluate_keypoints(gt[:, None], pred[:, None], pcutoff=run.project.pcutoff)
+    m = evaluate_poses(run.project.labels[idx], pred, pcutoff=run.project.pcutoff)
     keep = ("rmse", "rmse_pcutoff", "mAP", "mAR", "n_images")
     return to_jsonable({k: m[k] for k in keep if k in m} | {"split": "test" if run.split.test else "train"})
 
@@ -143,14 +147,14 @@ def _provenance(run: Run, snapshot: str, weights_sha: str, versions: dict[str, s
 
     metrics_file = run.path / "metrics.json"
     train_metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    versions = versions | {name: _version(name) for name in ("onnx", "onnxruntime", "posezoo")}
+    versions = versions | {name: version(name) for name in ("onnx", "onnxruntime", "posezoo")}
     proj = run.project
     return {
         "backend": run.backend,
         "framework_versions": versions,
         "model": run.cfg.model.name,
-        "dataset": {"project": proj.root.name, "task": proj.config.get("Task"), "scorer": proj.scorer,
-                    "n_images": len(proj.images), "n_train": len(run.split.train), "n_test": len(run.split.test)},
+        "dataset": {"project": proj.root.name, "task": proj.config.raw.get("Task"), "scorer": proj.config.scorer,
+                    "n_images": len(proj), "n_train": len(run.split.train), "n_test": len(run.split.test)},
         "train_config_sha256": run.cfg.hash(),
         "snapshot": snapshot,
         "weights_sha256": weights_sha,
@@ -166,38 +170,11 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
             for split in ("train", "test") if isinstance(metrics.get(split), dict)}
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _backend_exporter(backend: str) -> Callable[..., tuple[Predictor, str, dict[str, str]]]:
-    backend_module(backend)  # a missing framework is named with the extra to install
-    if backend == "torch":
-        return _export_torch
-    if backend == "tf":
-        from .tf_onnx import export_run as export_tf
-
-        return export_tf
-    raise ExportError(f"no exporter for backend {backend!r}")
-
-
-def _export_torch(run: Run, snapshot: str, spec: Spec, path: Path, heatmaps: bool
-                  ) -> tuple[Predictor, str, dict[str, str]]:
-    import torch
-
-    from posezoo.training.torch.infer import predict_frames
-    from posezoo.training.torch.train import load_net
-
-    from .torch_onnx import export_torch
-
-    net = load_net(run, snapshot)
-    export_torch(net, spec, path, heatmaps)
-    digest = hashlib.sha256()  # the weights alone: the snapshot file also holds optimizer state
-    for key, tensor in net.state_dict().items():
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    weights_sha = digest.hexdigest()
-    return (lambda frames: predict_frames(net, frames, spec)), weights_sha, {"torch": torch.__version__}
+def _write_graph(run: Run, snapshot: str, spec: Spec, path: Path, heatmaps: bool
+                 ) -> tuple[Predictor, str, dict[str, str]]:
+    """Restore the snapshot in the run's backend, write its graph to ``path`` with the backend's
+    converter; the framework predictor (for the parity gate), the weights' sha256, the versions."""
+    trainer: Trainer = backend_module(run.backend).trainer(run)
+    trainer.restore(snapshot)
+    versions = importlib.import_module(_CONVERTERS[run.backend]).to_onnx(trainer, spec, path, heatmaps)
+    return predictor(trainer.forward, spec), weights_sha256(trainer.state_arrays()), versions

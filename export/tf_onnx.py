@@ -1,29 +1,24 @@
 """TensorFlow (Keras 3) -> ONNX through tf2onnx: raw uint8 frames in, decoded keypoints out.
 
-The graph contract is the torch export's (export/torch_onnx.py): one uint8 NHWC input named
-``spec.input.name`` with dynamic batch, height and width; normalisation inside the graph; the
-output "keypoints" (N, K, 3) = x, y, score decoded with `posezoo.training.data.decode`'s formula;
-optionally "heatmaps" (N, K, h, w), the sigmoid probabilities in the torch layout.
+Same shape as export/torch_onnx.py (``to_onnx(trainer, spec, path, heatmaps)``) and the same
+graph contract: one uint8 NHWC input named ``spec.input.name`` with dynamic batch, height and
+width; normalisation inside the graph; the output "keypoints" (N, K, 3) = x, y, score decoded
+with `posezoo.training.data.decode`'s formula; optionally "heatmaps" (N, K, h, w), the sigmoid
+probabilities in the torch layout.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import onnx
 
 from posezoo.runtime.spec import Spec
-from posezoo.training.run import Run
 from posezoo.training.tf.env import keras, tf
-from posezoo.training.tf.infer import forward_fn, predict_frames, to_torch_layout
-from posezoo.training.tf.train import load_model
-
+from posezoo.training.tf.infer import to_torch_layout
+from posezoo.training.tf.train import TFTrainer
 
 OPSET = 17
-
-Predictor = Callable[[list[np.ndarray]], np.ndarray]
 
 
 def deployable(model: keras.Model, spec: Spec, heatmaps: bool = False) -> Any:
@@ -83,27 +78,10 @@ def export_keras(model: keras.Model, spec: Spec, path: Path, heatmaps: bool = Fa
     return onnx_model
 
 
-def export_run(run: Run, snapshot: str, spec: Spec, path: Path, heatmaps: bool
-               ) -> tuple[Predictor, str, dict[str, str]]:
-    """The exporter `posezoo.export.core` calls for TF runs: writes ``path`` and returns the
-    framework predictor for the parity gate, the weights' sha256 and the versions used."""
-    tf2onnx = _tf2onnx()
-    model = load_model(run, snapshot)
-    export_keras(model, spec, path, heatmaps)
-    forward = forward_fn(model)
-    versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__}
-    weights_sha = weights_sha256(model)
-    return (lambda frames: predict_frames(model, frames, spec, forward=forward)), weights_sha, versions
-
-
-def weights_sha256(model: keras.Model) -> str:
-    """sha256 of the weights alone (names and values), as for torch runs: the snapshot file
-    also holds optimizer state, which changes nothing in the exported model."""
-    digest = hashlib.sha256()
-    for var in model.weights:
-        digest.update(var.path.encode())
-        digest.update(np.ascontiguousarray(var.numpy()).tobytes())
-    return digest.hexdigest()
+def to_onnx(trainer: TFTrainer, spec: Spec, path: Path, heatmaps: bool = False) -> dict[str, str]:
+    """Convert the trainer's model wrapped in the decoder into ``path``; the versions used."""
+    export_keras(trainer.model, spec, path, heatmaps)
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": _tf2onnx().__version__}
 
 
 def _tf2onnx() -> Any:

@@ -1,4 +1,8 @@
-"""PyTorch -> ONNX: raw uint8 frames in, decoded keypoints (N, K, 3) out."""
+"""PyTorch -> ONNX: raw uint8 frames in, decoded keypoints (N, K, 3) out.
+
+Same shape as export/tf_onnx.py: ``to_onnx(trainer, spec, path, heatmaps)`` writes the graph of
+a restored `Trainer` and returns the framework versions used.
+"""
 from __future__ import annotations
 
 import warnings
@@ -8,6 +12,7 @@ import torch
 from torch import nn
 
 from posezoo.runtime.spec import Spec
+from posezoo.training.torch.train import TorchTrainer
 
 OPSET = 17
 
@@ -44,8 +49,14 @@ class Deployable(nn.Module):
         return (keypoints, heat) if self.heatmaps else keypoints
 
 
-def export_torch(net: nn.Module, spec: Spec, path: Path, heatmaps: bool = False,
-                 example_hw: tuple[int, int] = (256, 320)) -> None:
+def to_onnx(trainer: TorchTrainer, spec: Spec, path: Path, heatmaps: bool = False) -> dict[str, str]:
+    """Trace the trainer's network wrapped in the decoder into ``path`` (dynamic batch and size)."""
+    export_net(trainer.net, spec, path, heatmaps)
+    return {"torch": torch.__version__}
+
+
+def export_net(net: nn.Module, spec: Spec, path: Path, heatmaps: bool = False,
+               example_hw: tuple[int, int] = (256, 320)) -> None:
     """Trace ``net`` wrapped in the decoder into ``path`` with dynamic batch and spatial axes."""
     model = Deployable(net.eval(), spec, heatmaps).eval()
     example = torch.zeros((1, *example_hw, 3), dtype=torch.uint8)

@@ -54,7 +54,7 @@ def quantize_int8(fp32_path: Path, run: Run, workdir: Path, quant_format: str = 
     idx = list(run.split.train)[:CALIBRATION_FRAMES] or list(run.split.test)[:CALIBRATION_FRAMES]
     frames = run.frames(idx)
     # Calibration tensors are prepared exactly as the runtime prepares them.
-    tensors = [model.prepare_batch([f], model.plan_for(*f.shape[:2]), color="rgb") for f in frames]
+    tensors = [model.prepare([f], color="rgb").tensor for f in frames]
     input_name = model.spec.input.name
 
     class Reader(CalibrationDataReader):

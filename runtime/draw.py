@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
 
-from .files import atomic_output
+from .files import atomic_output, write_bytes_atomic
+from .poses import DEFAULT_PCUTOFF, Poses, skeleton_indices
 
 Color = tuple[int, int, int]
 
@@ -47,15 +48,15 @@ def _visible(kp: np.ndarray, pcutoff: float) -> np.ndarray:
     return ok
 
 
-def draw_pose(frame: np.ndarray, keypoints: np.ndarray, *, skeleton: Sequence[tuple[int, int]] = (),
-              pcutoff: float = 0.6, colors: Sequence[Color] | None = None, radius: int | None = None,
+def draw_pose(frame: np.ndarray, coords: np.ndarray, *, skeleton: Sequence[tuple[int, int]] = (),
+              pcutoff: float = DEFAULT_PCUTOFF, colors: Sequence[Color] | None = None, radius: int | None = None,
               thickness: int | None = None, skeleton_color: Color = (200, 200, 200)) -> np.ndarray:
-    """Draw one animal's (K, 3) keypoints and its skeleton onto ``frame`` (in place; returned).
+    """Draw one animal's (K, 3) coords and its skeleton onto ``frame`` (in place; returned).
 
     A keypoint with likelihood under ``pcutoff`` or NaN coordinates is left out, and so is any
     skeleton edge touching it.
     """
-    kp = np.asarray(keypoints, dtype=np.float64)
+    kp = np.asarray(coords, dtype=np.float64)
     colors = list(colors) if colors is not None else keypoint_colors(len(kp))
     r, t = _size(frame, radius, thickness)
     ok = _visible(kp, pcutoff)
@@ -68,7 +69,7 @@ def draw_pose(frame: np.ndarray, keypoints: np.ndarray, *, skeleton: Sequence[tu
     return frame
 
 
-def draw_comparison(frame: np.ndarray, labels: np.ndarray, predictions: np.ndarray, *, pcutoff: float = 0.6,
+def draw_comparison(frame: np.ndarray, labels: np.ndarray, predictions: np.ndarray, *, pcutoff: float = DEFAULT_PCUTOFF,
                     colors: Sequence[Color] | None = None, radius: int | None = None,
                     thickness: int | None = None) -> np.ndarray:
     """Labels (K, 2) as "+", predictions (K, 3) as dots (>= pcutoff) or "x" (below), in place."""
@@ -88,41 +89,42 @@ def draw_comparison(frame: np.ndarray, labels: np.ndarray, predictions: np.ndarr
     return frame
 
 
-def skeleton_indices(bodyparts: Sequence[str], skeleton: Sequence[Sequence[str]], where: str = "skeleton") -> list[tuple[int, int]]:
-    """Name pairs -> index pairs, naming any bodypart that the table does not have."""
-    index = {b: i for i, b in enumerate(bodyparts)}
-    out = []
-    for pair in skeleton:
-        if len(pair) != 2:
-            raise ValueError(f"{where}: each skeleton edge needs two bodyparts, got {list(pair)!r}")
-        unknown = [p for p in pair if p not in index]
-        if unknown:
-            raise ValueError(f"{where}: bodyparts {unknown} are not among {list(bodyparts)}")
-        out.append((index[pair[0]], index[pair[1]]))
-    return out
+def write_comparison_frames(folder: str | os.PathLike[str], frames: Iterable[np.ndarray], labels: Poses,
+                            predictions: Poses, *, pcutoff: float = DEFAULT_PCUTOFF) -> list[Path]:
+    """Each RGB frame with its labels (+) and predictions (dot >= pcutoff, x below) as a PNG named
+    after the labels' image path; returns the files."""
+    folder = Path(folder)
+    written = []
+    for row, frame in enumerate(frames):
+        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        for label, prediction in zip(labels.xy[row], predictions.coords[row]):
+            draw_comparison(bgr, label, prediction, pcutoff=pcutoff)
+        name = (labels.images[row] if labels.images else f"frame{row:05d}").replace("/", "_").rsplit(".", 1)[0]
+        ok, data = cv2.imencode(".png", bgr)
+        if not ok:
+            raise RuntimeError(f"{folder / name}.png: PNG encoding failed")
+        written.append(write_bytes_atomic(folder / f"{name}.png", data.tobytes()))
+    return written
 
 
-def label_video(results: str | os.PathLike[str], video: str | os.PathLike[str],
-                output: str | os.PathLike[str] | None = None, *, pcutoff: float = 0.6,
-                skeleton: Sequence[Sequence[str]] = (), codec: str = "mp4v", progress: bool = True) -> Path:
-    """Draw a results table (.h5/.csv) onto its video; writes ``<results stem>_labeled.mp4`` by default.
+def label_video(poses: Poses, video: str | os.PathLike[str], output: str | os.PathLike[str], *,
+                pcutoff: float = DEFAULT_PCUTOFF, skeleton: Sequence[Sequence[str]] | None = None,
+                codec: str = "mp4v", progress: bool = True) -> Path:
+    """Draw ``poses`` (row i on frame i, as analysis writes them) onto ``video``, into ``output``.
 
-    Row i is drawn on frame i (the analysis keeps that alignment); frames without a row are
-    copied unchanged. The output is written under a temporary name and renamed when complete.
+    ``skeleton`` (name pairs) defaults to the poses' own. Frames without a row are copied
+    unchanged; the output is written under a temporary name and renamed when complete.
     """
     from tqdm import tqdm
 
-    from .results import read_results
-    from .video import open_video
+    from .decode import open_video
 
-    res = read_results(results)
-    coords = res.coords if res.individuals is None else res.coords.reshape(len(res.coords), -1, 3)
-    edges = skeleton_indices(res.bodyparts, skeleton, f"{results}")
-    if res.individuals is not None:  # one skeleton per animal, in the flattened order
-        k = len(res.bodyparts)
-        edges = [(a + i * k, b + i * k) for i in range(len(res.individuals)) for a, b in edges]
-    colors = keypoint_colors(len(res.bodyparts)) * (1 if res.individuals is None else len(res.individuals))
-    out = Path(output) if output is not None else Path(results).with_name(Path(results).stem + "_labeled.mp4")
+    pairs = poses.skeleton if skeleton is None else skeleton
+    skeleton_indices(poses.keypoints + poses.unique_keypoints, pairs, f"{poses.video or video}: skeleton")
+    edges = skeleton_indices(poses.keypoints, [e for e in pairs if set(e) <= set(poses.keypoints)])
+    colors = keypoint_colors(len(poses.keypoints) + len(poses.unique_keypoints))
+    rows = {int(f): i for i, f in enumerate(poses.frame_numbers())}
+    out = Path(output)
     cap, info = open_video(video)
     fps = info.fps if info.fps > 0 else 30.0
     try:
@@ -131,16 +133,20 @@ def label_video(results: str | os.PathLike[str], video: str | os.PathLike[str],
             try:
                 if not writer.isOpened():
                     raise RuntimeError(f"{out}: OpenCV cannot write a {out.suffix or '.mp4'} video with codec {codec!r}")
-                total = info.frame_count or None
-                with tqdm(total=total, unit="frame", desc=f"label {Path(video).name}", disable=not progress,
-                          mininterval=0.5) as bar:
+                with tqdm(total=info.frame_count or None, unit="frame", desc=f"label {Path(video).name}",
+                          disable=not progress, mininterval=0.5) as bar:
                     i = 0
                     while True:
                         ok, frame = cap.read()
                         if not ok:
                             break
-                        if i < len(coords):
-                            draw_pose(frame, coords[i], skeleton=edges, pcutoff=pcutoff, colors=colors)
+                        row = rows.get(i)
+                        if row is not None:
+                            for animal in poses.coords[row]:
+                                draw_pose(frame, animal, skeleton=edges, pcutoff=pcutoff, colors=colors)
+                            if poses.unique is not None:
+                                draw_pose(frame, poses.unique[row], pcutoff=pcutoff,
+                                          colors=colors[len(poses.keypoints):])
                         writer.write(frame)
                         i += 1
                         bar.update(1)
@@ -152,3 +158,8 @@ def label_video(results: str | os.PathLike[str], video: str | os.PathLike[str],
         cap.release()
     return out
 
+
+def labeled_video_path(results: str | os.PathLike[str]) -> Path:
+    """The default labeled video beside a results table: ``<results stem>_labeled.mp4``."""
+    results = Path(results)
+    return results.with_name(results.stem + "_labeled.mp4")

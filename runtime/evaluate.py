@@ -10,52 +10,40 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .metrics import evaluate_keypoints
+from .metrics import evaluate_poses
 from .model import PoseModel
+from .poses import Poses
 
 
 def predict_images(model: PoseModel, images: Iterable[np.ndarray], *, color: str = "rgb",
-                   batch_size: int = 8) -> np.ndarray:
-    """Run ``model`` on images (any sizes; an iterable keeps memory to one batch) -> (N, K, 3)."""
+                   batch_size: int = 8) -> Poses:
+    """Run ``model`` on images (any sizes; an iterable keeps memory to one batch)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out: list[np.ndarray] = []
+    parts: list[Poses] = []
     batch: list[np.ndarray] = []
     for image in images:
         batch.append(image)
         if len(batch) == batch_size:
-            out.append(model.predict(batch, color=color))
+            parts.append(model.predict(batch, color=color))
             batch = []
     if batch:
-        out.append(model.predict(batch, color=color))
-    if not out:
-        return np.zeros((0, len(model.keypoints), 3), np.float32)
-    return np.concatenate(out)
+        parts.append(model.predict(batch, color=color))
+    if not parts:
+        return Poses.empty(0, model.keypoints, skeleton=model.spec.skeleton, scorer=model.name)
+    return Poses.concat(parts)
 
 
-def evaluate_model(model: PoseModel, images: Iterable[np.ndarray], gt: np.ndarray, *, color: str = "rgb",
-                   pcutoff: float | None = None, batch_size: int = 8) -> dict[str, Any]:
-    """Metrics of ``model`` on ``images`` against ``gt`` (N, K, 2) in the model's keypoint order.
+def evaluate_model(model: PoseModel, images: Iterable[np.ndarray], labels: Poses, *, color: str = "rgb",
+                   pcutoff: float | None = None, batch_size: int = 8) -> tuple[dict[str, Any], Poses]:
+    """Metrics of ``model`` on ``images`` against their ``labels``, and the predictions.
 
     ``images`` are RGB by default (``color="bgr"`` for OpenCV frames). ``pcutoff`` defaults to the
-    model's own (spec) value. Returns ``evaluate_keypoints``'s dict plus ``keypoints``.
+    model's own (spec) value. The metrics are `metrics.evaluate_poses`'s.
     """
-    return evaluate_with_predictions(model, images, gt, color=color, pcutoff=pcutoff, batch_size=batch_size)[0]
-
-
-def evaluate_with_predictions(model: PoseModel, images: Iterable[np.ndarray], gt: np.ndarray, *,
-                              color: str = "rgb", pcutoff: float | None = None,
-                              batch_size: int = 8) -> tuple[dict[str, Any], np.ndarray]:
-    """``evaluate_model`` that also returns the (N, K, 3) predictions (to draw them)."""
-    gt = np.asarray(gt, dtype=np.float64)
-    if gt.ndim != 3 or gt.shape[1:] != (len(model.keypoints), 2):
-        raise ValueError(f"ground truth has shape {gt.shape}; expected (images, {len(model.keypoints)} keypoints "
-                         f"of {model.name}, 2)")
     pred = predict_images(model, images, color=color, batch_size=batch_size)
-    if len(pred) != len(gt):
-        raise ValueError(f"{len(pred)} images but {len(gt)} ground-truth rows")
-    metrics = evaluate_keypoints(gt, pred, pcutoff=model.spec.pcutoff if pcutoff is None else pcutoff)
-    metrics["keypoints"] = list(model.keypoints)
+    pred.images = labels.images
+    metrics = evaluate_poses(labels, pred, pcutoff=model.spec.pcutoff if pcutoff is None else pcutoff)
     return metrics, pred
 
 

@@ -14,7 +14,9 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -74,6 +76,17 @@ def copy_atomic(src: str | os.PathLike[str], dst: str | os.PathLike[str], chunk:
             out.flush()
             os.fsync(out.fileno())
     return Path(dst)
+
+
+def weights_sha256(arrays: Iterable[tuple[str, np.ndarray]]) -> str:
+    """sha256 over a network's weights as (name, array) pairs: what an exported model records,
+    the same for every backend (a snapshot file also holds optimiser state, which changes nothing
+    in the model)."""
+    digest = hashlib.sha256()
+    for name, array in arrays:
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -31,17 +31,17 @@ class Plan:
         x1, x2, y1, y2 = self.crop
         return self.resized[1] / (x2 - x1), self.resized[0] / (y2 - y1)
 
-    def to_frame(self, keypoints: np.ndarray) -> np.ndarray:
+    def to_frame(self, coords: np.ndarray) -> np.ndarray:
         """Map (..., 2+) tensor-pixel coordinates back to frame pixels (extra columns kept)."""
-        out = np.array(keypoints, dtype=np.float32, copy=True)
+        out = np.array(coords, dtype=np.float32, copy=True)
         sx, sy = self.scale_xy
         out[..., 0] = (out[..., 0] + 0.5) / sx - 0.5 + self.crop[0]
         out[..., 1] = (out[..., 1] + 0.5) / sy - 0.5 + self.crop[2]
         return out
 
-    def to_tensor(self, keypoints: np.ndarray) -> np.ndarray:
+    def to_tensor(self, coords: np.ndarray) -> np.ndarray:
         """Frame pixels -> tensor pixels (used by training to place labels)."""
-        out = np.array(keypoints, dtype=np.float32, copy=True)
+        out = np.array(coords, dtype=np.float32, copy=True)
         sx, sy = self.scale_xy
         out[..., 0] = (out[..., 0] - self.crop[0] + 0.5) * sx - 0.5
         out[..., 1] = (out[..., 1] - self.crop[2] + 0.5) * sy - 0.5

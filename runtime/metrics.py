@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from .poses import Poses
+
 #: COCO's OKS thresholds 0.50:0.05:0.95 and its 101 recall points 0:0.01:1.
 OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -103,6 +105,32 @@ def evaluate_keypoints(
         "pcutoff": None if pcutoff is None else float(pcutoff),
         "single_animal": single,
     })
+
+
+def evaluate_poses(
+    gt: Poses,
+    pred: Poses,
+    pcutoff: float | None = None,
+    oks_sigma: float | Sequence[float] | np.ndarray = 0.1,
+    pck_thresholds: Iterable[float] = (5.0, 10.0),
+) -> dict[str, Any]:
+    """:func:`evaluate_keypoints` of predicted against labeled `Poses` of the same frames.
+
+    Keypoints are matched by name (the metrics and their per-keypoint lists follow ``gt``'s
+    order; every labeled keypoint must be predicted); a single unnamed animal on both sides is
+    paired directly, anything else is matched by OKS. Adds ``keypoints`` to the result.
+    """
+    if len(gt) != len(pred):
+        raise ValueError(f"{len(pred)} predicted frames for {len(gt)} labeled ones")
+    missing = [k for k in gt.keypoints if k not in pred.keypoints]
+    if missing:
+        raise ValueError(f"the predictions have no keypoints {missing} (they have {pred.keypoints})")
+    pred = pred.select(keypoints=gt.keypoints)
+    single = gt.single_animal and pred.single_animal
+    metrics = evaluate_keypoints(gt.xy, pred.coords, pcutoff=pcutoff, oks_sigma=oks_sigma,
+                                 pck_thresholds=pck_thresholds, single_animal=True if single else None)
+    metrics["keypoints"] = list(gt.keypoints)
+    return metrics
 
 
 def pck(

@@ -1,30 +1,64 @@
-"""PoseModel: one .onnx file (or zoo reference) in, keypoints in frame pixels out."""
+"""PoseModel: the only road from pixels to poses.
+
+``prepare`` (the spec's host geometry, into reusable input buffers) -> ``infer`` (onnxruntime; a
+batch in a reused buffer runs on a session fixed to its shape, with bound buffers) ->
+``postprocess`` (back to frame pixels, as `Poses`). ``predict`` chains the three for frames of any sizes; video
+analysis, export's parity gate and int8 calibration, and the benchmarks call these and nothing
+else.
+"""
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import geometry
 from .onnxfile import OnnxFileError, graph_sha256_of_file
+from .poses import Poses
 from .session import ModelLoadError, SessionSettings, active_device, open_session, providers_for
-from .static import StaticSession
 from .spec import GRAPH_HASH_KEY, Spec, SpecError, spec_from_session
+from .static import StaticSession
 
 Frames = np.ndarray | Sequence[np.ndarray]
+#: Fixed-shape sessions kept per model (each holds its own optimised graph and buffers).
+STATIC_SESSIONS = 4
+RESOLVERS = "posezoo.resolvers"  # entry-point group: "zoo" -> the zoo's resolver
 
 
 def resolve_model_path(ref: str | Path) -> Path:
-    """A path, or ``zoo:NAME[@VERSION]`` resolved (and downloaded if needed) through the zoo."""
+    """A path, or ``SCHEME:NAME`` (e.g. ``zoo:NAME[@VERSION]``) resolved by the package that
+    registered that scheme as a ``posezoo.resolvers`` entry point (the zoo registers ``zoo``)."""
     text = str(ref)
-    if text.startswith("zoo:"):
-        from posezoo.zoo import resolve_model  # imported on demand: the zoo is optional at runtime
+    scheme, sep, _ = text.partition(":")
+    if sep and len(scheme) > 1 and scheme.isidentifier():  # a Windows drive letter is one character
+        from importlib.metadata import entry_points
 
-        return Path(resolve_model(text))
+        found = [ep for ep in entry_points(group=RESOLVERS) if ep.name == scheme]
+        if not found:
+            raise ModelLoadError(f"{text}: no resolver for '{scheme}:' references is installed (posezoo's base "
+                                 "install provides zoo:NAME[@VERSION]; reinstall posezoo)")
+        return Path(found[0].load()(text))
     return Path(text).expanduser()
+
+
+@dataclass
+class Batch:
+    """Frames of one size prepared for the graph: ``tensor`` rows past ``count`` are padding.
+
+    ``pooled`` marks a caller's reusable buffer (video decoding, the single-frame path): its
+    shape will come again, so `PoseModel.infer` runs it on a session fixed to that shape.
+    """
+
+    tensor: np.ndarray  # (B, H, W, 3) uint8, C-contiguous
+    plan: geometry.Plan
+    count: int
+    pooled: bool = False
 
 
 class PoseModel:
@@ -40,20 +74,21 @@ class PoseModel:
         self._input = spec.input.name
         self._output = spec.outputs["keypoints"].name
         self._plans: dict[tuple[int, int], geometry.Plan] = {}
-        self._batch_dynamic = "batch" in spec.input.dynamic_axes
+        self._graph_batch = session.get_inputs()[0].shape[0]
         self._local = threading.local()  # per-thread single-frame input buffer (see __call__)
-        self._static: dict[tuple[int, int, int], StaticSession] = {}
+        self._static: OrderedDict[tuple[int, ...], StaticSession] = OrderedDict()
+        self._static_lock = threading.Lock()
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", threads: int | None = None, *,
-             spin: bool = True, optimization: str = "all", arena: bool = True) -> "PoseModel":
+    def load(cls, path: str | Path, device: str = "auto", threads: int | None = None, *, spin: bool = True,
+             optimization: str = "all", arena: bool = True, static: bool = True) -> PoseModel:
         """Open a model. ``device``: auto, cpu, cuda, cuda:N or tensorrt; ``threads`` defaults
         to the physical cores; ``spin=False`` frees the cores between calls (beside acquisition);
-        ``optimization`` and ``arena``: see :class:`SessionSettings`."""
+        ``optimization``, ``arena`` and ``static``: see :class:`SessionSettings`."""
         path = resolve_model_path(path)
         providers, kind = providers_for(device)
-        settings = SessionSettings(threads, spin, optimization, arena)
+        settings = SessionSettings(threads, spin, optimization, arena, static)
         session = open_session(path, providers, settings.options())
         spec = spec_from_session(session, path)
         _check_graph(session, spec, path)
@@ -70,23 +105,90 @@ class PoseModel:
     def __repr__(self) -> str:
         return f"PoseModel({self.spec.name!r}, keypoints={len(self.spec.keypoints)}, device={self.device!r})"
 
-    # -- inference ----------------------------------------------------------------------------
-    def __call__(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
-        """One frame -> (K, 3) keypoints: the low-latency path.
+    # -- the three steps ----------------------------------------------------------------------
+    def plan_for(self, height: int, width: int) -> geometry.Plan:
+        """Where a frame of this size lands in the input tensor (cached per size)."""
+        key = (height, width)
+        if key not in self._plans:
+            self._plans[key] = geometry.plan(height, width, self.spec.input, self.spec.preprocess)
+        return self._plans[key]
+
+    def prepare(self, frames: Iterable[np.ndarray], color: str = "bgr", out: np.ndarray | None = None) -> Batch:
+        """Frames of one size -> a `Batch` (written into ``out``, a reusable (B, H, W, 3) uint8
+        buffer with B >= the number of frames, when given)."""
+        frames = list(frames)
+        if not frames:
+            raise ValueError("no frames given")
+        swap = _swap(color, self.spec)
+        p = self.plan_for(*frames[0].shape[:2])
+        pooled = out is not None
+        if out is None:
+            out = np.empty((len(frames), *p.tensor, 3), np.uint8)
+        elif out.shape[1:] != (*p.tensor, 3) or len(out) < len(frames):
+            raise ValueError(f"the buffer has shape {out.shape}; {len(frames)} frames of this size need "
+                             f"({len(frames)}+, {p.tensor[0]}, {p.tensor[1]}, 3)")
+        for i, frame in enumerate(frames):
+            if frame.shape[:2] != frames[0].shape[:2]:
+                raise ValueError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
+                                 f"{frames[0].shape[1]}x{frames[0].shape[0]}: prepare takes frames of one size")
+            geometry.apply(frame, p, self.spec.preprocess, swap, out[i])
+        return Batch(out, p, len(frames), pooled=pooled)
+
+    def infer(self, batch: Batch) -> np.ndarray:
+        """Run a batch -> the graph's keypoints (count, K, 3) in tensor pixels (a new array).
+
+        A pooled batch runs through a session fixed to its buffer's shape (when
+        ``settings.static``), which always runs the whole buffer; others run on the general
+        dynamic-shape session (the two agree to float rounding, not always bit for bit).
+        """
+        tensor = batch.tensor
+        fixed = self._static_for(tensor.shape) if self.settings.static and batch.pooled else None
+        if fixed is not None:
+            with fixed.lock:
+                return fixed.run(tensor)[self._output][:batch.count].copy()
+        tensor = tensor[:batch.count]
+        if not isinstance(self._graph_batch, int) or len(tensor) == self._graph_batch:
+            return self.session.run([self._output], {self._input: tensor})[0]
+        return np.concatenate([self.session.run([self._output], {self._input: tensor[i:i + 1]})[0]
+                               for i in range(len(tensor))])
+
+    def postprocess(self, raw: np.ndarray, batch: Batch) -> Poses:
+        """Graph output in tensor pixels -> `Poses` in the frames' own pixels."""
+        coords = batch.plan.to_frame(raw[:batch.count])
+        return Poses(coords[:, None], self.spec.keypoints, skeleton=self.spec.skeleton, scorer=self.name,
+                     model=self.name)
+
+    # -- conveniences on top --------------------------------------------------------------------
+    def predict(self, frames: Frames, color: str = "bgr") -> Poses:
+        """Frames (HxWx3 uint8, one or a batch, sizes may differ) -> `Poses` in each frame's own
+        pixels. ``color`` is the frames' channel order: "bgr" (OpenCV) or "rgb"."""
+        items = _as_frame_list(frames)
+        _swap(color, self.spec)
+        coords = np.empty((len(items), 1, len(self.spec.keypoints), 3), np.float32)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, frame in enumerate(items):
+            groups.setdefault(frame.shape[:2], []).append(i)
+        for idx in groups.values():
+            batch = self.prepare([items[i] for i in idx], color)
+            coords[idx] = self.postprocess(self.infer(batch), batch).coords
+        return Poses(coords, self.spec.keypoints, skeleton=self.spec.skeleton, scorer=self.name, model=self.name)
+
+    def __call__(self, frame: np.ndarray, color: str = "bgr") -> Poses:
+        """One frame -> its `Poses`: the low-latency path.
 
         Real-time loops call this at camera rate with frames of one size, so the plan and the
-        input buffer are cached (per thread: concurrent callers never share a buffer) and only
-        the graph run remains; ``warmup`` moves onnxruntime's first-run cost before the loop.
+        input buffer are cached (per thread: concurrent callers never share a buffer); ``warmup``
+        moves onnxruntime's first-run costs before the loop.
         """
         if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.dtype == np.uint8
                 and frame.shape[2] == 3 and frame.shape[0] and frame.shape[1]):
-            return self.predict(frame, color=color)[0]  # the general path names the problem
+            return self.predict(frame, color=color)  # the general path names the problem
         p = self._plans.get(frame.shape[:2]) or self.plan_for(*frame.shape[:2])
         buf = getattr(self._local, "buf", None)
         if buf is None or buf.shape[1:3] != p.tensor:
             buf = self._local.buf = np.empty((1, *p.tensor, 3), np.uint8)
-        self.prepare_batch((frame,), p, color, out=buf)
-        return p.to_frame(self.run_tensor(buf)[0])
+        batch = self.prepare((frame,), color, out=buf)
+        return self.postprocess(self.infer(batch), batch)
 
     def warmup(self, height: int | None = None, width: int | None = None, runs: int = 2) -> float:
         """Run a blank frame ``runs`` times so the first real frame meets a warm session.
@@ -105,61 +207,34 @@ class PoseModel:
             self(blank)
         return time.perf_counter() - start
 
-    def predict(self, frames: Frames, color: str = "bgr") -> np.ndarray:
-        """Frames (HxWx3 uint8, one or a batch, sizes may differ) -> (N, K, 3) x, y, score in
-        each frame's own pixels. ``color`` is the frames' channel order: "bgr" (OpenCV) or "rgb"."""
-        batch = _as_frame_list(frames)
-        color = color.lower()
-        if color not in ("bgr", "rgb"):
-            raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
-        out = np.empty((len(batch), len(self.spec.keypoints), 3), np.float32)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, frame in enumerate(batch):
-            groups.setdefault(frame.shape[:2], []).append(i)
-        for shape, idx in groups.items():
-            p = self.plan_for(*shape)
-            tensor = self.prepare_batch([batch[i] for i in idx], p, color)
-            out[idx] = p.to_frame(self.run_tensor(tensor))
-        return out
+    def static_shapes(self) -> list[tuple[int, ...]]:
+        """Input shapes that run on fixed-shape sessions now."""
+        return list(self._static)
 
-    def plan_for(self, height: int, width: int) -> geometry.Plan:
-        key = (height, width)
-        if key not in self._plans:
-            self._plans[key] = geometry.plan(height, width, self.spec.input, self.spec.preprocess)
-        return self._plans[key]
-
-    def prepare_batch(self, frames: Iterable[np.ndarray], p: geometry.Plan, color: str = "bgr",
-                      out: np.ndarray | None = None) -> np.ndarray:
-        """Frames of one size -> the input tensor (N, H, W, 3) uint8 (written into ``out`` if given)."""
-        frames = list(frames)
-        if out is None:
-            out = np.empty((len(frames), *p.tensor, 3), np.uint8)
-        color = color.lower()
-        if color not in ("bgr", "rgb"):
-            raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
-        swap = color != self.spec.input.color.lower()
-        for i, frame in enumerate(frames):
-            geometry.apply(frame, p, self.spec.preprocess, swap, out[i])
-        return out[:len(frames)]
-
-    def static_session(self, batch: int, height: int, width: int) -> StaticSession | None:
-        """A session fixed to batches of ``batch`` frames of ``height`` x ``width`` (cached), or None
-        when the graph's batch size is fixed to another value."""
-        tensor = self.plan_for(height, width).tensor
-        key = (batch, *tensor)
-        if key not in self._static:
-            dim = self.session.get_inputs()[0].shape[0]
-            if isinstance(dim, int) and dim != batch:
+    def _static_for(self, shape: tuple[int, ...]) -> StaticSession | None:
+        with self._static_lock:
+            fixed = self._static.get(shape)
+            if fixed is not None:
+                self._static.move_to_end(shape)
+                return fixed
+            if isinstance(self._graph_batch, int) and self._graph_batch != shape[0]:
                 return None
-            self._static[key] = StaticSession(self, batch, *tensor)
-        return self._static[key]
+            provider_options = self.session.get_provider_options()
+            providers = [(p, provider_options.get(p, {})) for p in self.session.get_providers()]
+            fixed = StaticSession(self.path, providers, self.settings.options(), input_name=self._input,
+                                  graph_input_shape=self.session.get_inputs()[0].shape, shape=shape,  # type: ignore[arg-type]
+                                  outputs={self._output: (shape[0], len(self.spec.keypoints), 3)})
+            self._static[shape] = fixed
+            if len(self._static) > STATIC_SESSIONS:
+                self._static.popitem(last=False)
+            return fixed
 
-    def run_tensor(self, tensor: np.ndarray) -> np.ndarray:
-        """Run prepared input (N, H, W, 3) -> keypoints (N, K, 3) in tensor pixels."""
-        if self._batch_dynamic or len(tensor) == 1:
-            return self.session.run([self._output], {self._input: tensor})[0]
-        return np.concatenate([self.session.run([self._output], {self._input: tensor[i:i + 1]})[0]
-                               for i in range(len(tensor))])
+
+def _swap(color: str, spec: Spec) -> bool:
+    color = color.lower()
+    if color not in ("bgr", "rgb"):
+        raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
+    return color != spec.input.color.lower()
 
 
 def _as_frame_list(frames: Frames) -> list[np.ndarray]:

@@ -13,40 +13,42 @@ import numpy as np
 
 from .draw import rainbow
 from .files import atomic_output
-from .results import read_results
+from .poses import DEFAULT_PCUTOFF, Poses
 
-#: The files ``plot_results`` writes, named as DeepLabCut names them.
+#: The files ``plot_poses`` writes, named as DeepLabCut names them.
 PLOT_FILES = ("trajectory.png", "plot-likelihood.png", "plot.png", "hist.png")
 
 
-def plot_results(results: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None = None, *,
-                 pcutoff: float = 0.6, dpi: int = 100) -> list[Path]:
+def default_plot_dir(results: str | os.PathLike[str], scorer: str) -> Path:
+    """``plot-poses/<video stem>/`` beside a results table, where DeepLabCut puts its plots."""
+    src = Path(results)
+    stem = src.stem[: -len(scorer)] if src.stem.endswith(scorer) and src.stem != scorer else src.stem
+    return src.parent / "plot-poses" / stem
+
+
+def plot_poses(poses: Poses, output_dir: str | os.PathLike[str], *, pcutoff: float = DEFAULT_PCUTOFF,
+               title: str | None = None, dpi: int = 100) -> list[Path]:
     """Write trajectories (x-y), likelihood over time, x and y over time and a histogram of
-    frame-to-frame displacement for every bodypart; returns the PNG paths.
+    frame-to-frame displacement for every keypoint of every individual; returns the PNG paths.
 
     Points with likelihood under ``pcutoff`` are left out of the trajectory, position and
-    displacement plots (the likelihood plot shows them all, with the cutoff as a line). Default
-    folder: ``plot-poses/<video stem>/`` beside the results, as DeepLabCut does.
+    displacement plots (the likelihood plot shows them all, with the cutoff as a line).
     """
-    res = read_results(results)
-    if res.individuals is not None:
-        coords = res.coords.reshape(len(res.coords), -1, 3)
-        names = [f"{i}/{b}" for i in res.individuals for b in res.bodyparts]
-    else:
-        coords, names = res.coords, list(res.bodyparts)
-    src = Path(results)
-    if output_dir is None:
-        video_stem = src.stem[: -len(res.scorer)] if src.stem.endswith(res.scorer) and src.stem != res.scorer else src.stem
-        output_dir = src.parent / "plot-poses" / video_stem
+    coords = poses.coords.reshape(len(poses), -1, 3)
+    names = list(poses.keypoints) if poses.single_animal else \
+        [f"{i}/{k}" for i in poses.individuals for k in poses.keypoints]
+    if poses.unique is not None:
+        coords = np.concatenate([coords, poses.unique], axis=1)
+        names += list(poses.unique_keypoints)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     colors = rainbow(len(names))
-    frames = np.arange(len(coords))
+    frames = poses.frame_numbers()
     like = coords[..., 2]
     keep = np.nan_to_num(like, nan=-1.0) >= pcutoff
     x = np.where(keep, coords[..., 0], np.nan)
     y = np.where(keep, coords[..., 1], np.nan)
-    title = f"{src.name}  (pcutoff {pcutoff:g})"
+    title = f"{title or poses.video or poses.scorer}  (pcutoff {pcutoff:g})"
     written = []
 
     fig, ax = _figure((7, 6), title)

@@ -82,12 +82,15 @@ class SessionSettings:
     ``spin``: worker threads busy-wait between runs. Off frees the cores for acquisition software
     between batches, at a small cost in frames/s. ``optimization``: onnxruntime's graph
     optimisation level (none, basic, extended, all). ``arena``: onnxruntime's CPU memory arena.
+    ``static``: batches in reused buffers (video, the single-frame path) run on a session fixed
+    to their shape with bound buffers (``runtime/static.py``; measured faster for video).
     """
 
     threads: int | None = None
     spin: bool = True
     optimization: str = "all"
     arena: bool = True
+    static: bool = True
 
     def __post_init__(self) -> None:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):

@@ -1,10 +1,14 @@
-"""The backend-neutral API: `train`, `evaluate`, `export`; the backend is named once, at train time."""
+"""The backend-neutral API: `train` and `evaluate`; the backend is named once, at train time.
+
+Exporting a run is `posezoo.export.export` (export builds on training, never the other way).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
+from .loop import final_metrics, fit
 from .run import Run, backend_module, create_run, load_run
 
 # Friendly keyword overrides -> dotted config keys.
@@ -28,7 +32,7 @@ def resolve_config(config: str | Path | TrainConfig | None, backend: str | None,
     return cfg.with_overrides(dotted) if dotted else cfg
 
 
-def train(project: str | Path | None = None, backend: str | None = None, output: str | Path | None = None,
+def train(project: str | Path | None = None, *, backend: str | None = None, output: str | Path | None = None,
           config: str | Path | TrainConfig | None = None, resume: bool = False, progress: bool = True,
           **overrides: Any) -> Path:
     """Train on a DeepLabCut project; returns the run directory.
@@ -55,9 +59,8 @@ def train(project: str | Path | None = None, backend: str | None = None, output:
             cfg = cfg.with_overrides({"targets.stride": stride})
         run = create_run(project, cfg, output)
         _write_spec(run)
-    module = backend_module(run.backend)
-    module.fit(run, resume=resume, progress=progress)
-    module.final_metrics(run)
+    fit(run, resume=resume, progress=progress)
+    final_metrics(run)
     return run.path
 
 
@@ -71,11 +74,4 @@ def _write_spec(run: Run) -> None:
 def evaluate(run_dir: str | Path, snapshot: str = "best") -> dict[str, Any]:
     """Metrics of a run's snapshot on its test and train splits (also written to metrics.json)."""
     run = load_run(run_dir)
-    return backend_module(run.backend).final_metrics(run, snapshot)
-
-
-def export(run_dir: str | Path, output: str | Path | None = None, **options: Any) -> Any:
-    """Export a run to ONNX (see `posezoo.export.export`); dispatches on the run's backend."""
-    from posezoo.export import export as export_run
-
-    return export_run(run_dir, output, **options)
+    return final_metrics(run, snapshot)

@@ -14,27 +14,25 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 
-from posezoo.runtime.files import atomic_output
-from posezoo.runtime.results import DLCTableError, read_labeled_table
+from posezoo.runtime.files import write_json_atomic
+from posezoo.runtime.io.dlc import DLCConfig, read_dlc, read_dlc_config
+from posezoo.runtime.poses import Poses, PosesError
 
 __all__ = [
     "Project",
     "ProjectError",
     "Split",
     "benchmark_test_indices",
+    "evaluation_split",
     "load_project",
     "make_split",
 ]
 
 LABELED_DATA = "labeled-data"
-DEFAULT_PCUTOFF = 0.6  # DeepLabCut's default config value
-DEFAULT_TRAINING_FRACTION = 0.95
 
 
 class ProjectError(ValueError):
@@ -43,32 +41,43 @@ class ProjectError(ValueError):
 
 @dataclass
 class Project:
-    """A single-animal DeepLabCut project in memory (labels only; images load on demand).
+    """A DeepLabCut project in memory: its config and its labels (images load on demand).
 
-    ``keypoints[i, k]`` is (x, y) of ``bodyparts[k]`` in ``images[i]``, NaN when unlabeled.
+    ``labels`` holds every labeled frame (rows sorted as DeepLabCut sorts its merged table),
+    with the config's keypoints, individuals (one unnamed one for single-animal projects) and
+    unique keypoints, NaN where unlabeled.
     """
 
     root: Path
-    config: dict[str, Any]
-    bodyparts: list[str]
-    scorer: str
-    skeleton: list[tuple[int, int]]
-    pcutoff: float
-    training_fraction: float
-    images: list[str]
-    keypoints: np.ndarray
+    config: DLCConfig
+    labels: Poses
     tables: list[Path] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.labels)
+
+    @property
+    def keypoints(self) -> list[str]:
+        return self.labels.keypoints
+
+    @property
+    def images(self) -> list[str]:
+        return self.labels.images or []
+
+    @property
+    def pcutoff(self) -> float:
+        return self.config.pcutoff
+
+    @property
+    def multi_animal(self) -> bool:
+        return self.config.multi_animal
 
     def image_path(self, i: int) -> Path:
         return self.root.joinpath(*self.images[i].split("/"))
 
     def load_image(self, i: int) -> np.ndarray:
         """Image ``i`` as RGB uint8 (H, W, 3); grey and 16-bit images are converted."""
-        path = self.image_path(i)
-        return read_rgb(path)
+        return read_rgb(self.image_path(i))
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
@@ -85,76 +94,6 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     if bgr is None:
         raise ProjectError(f"{p}: not a readable image (unknown format or corrupt file)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-# --------------------------------------------------------------------------- config
-
-
-def _config_path(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "config.yaml"
-    if not p.is_file():
-        raise ProjectError(f"{p}: DeepLabCut config.yaml not found")
-    return p
-
-
-def _read_config(cfg_path: Path) -> dict[str, Any]:
-    try:
-        text = cfg_path.read_text(encoding="utf-8")
-        cfg = yaml.safe_load(text)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ProjectError(f"{cfg_path}: not valid YAML ({exc})") from exc
-    if not isinstance(cfg, dict):
-        raise ProjectError(f"{cfg_path}: expected a YAML mapping of settings, got {type(cfg).__name__}")
-    if cfg.get("multianimalproject"):
-        raise ProjectError(
-            f"{cfg_path}: multi-animal projects (multianimalproject: true) are not supported "
-            f"for training yet; only single-animal DeepLabCut projects can be trained"
-        )
-    bodyparts = cfg.get("bodyparts")
-    if not isinstance(bodyparts, list) or not bodyparts or not all(
-        isinstance(b, (str, int)) and str(b) for b in bodyparts
-    ):
-        raise ProjectError(f"{cfg_path}: 'bodyparts' must be a non-empty list of names, got {bodyparts!r}")
-    names = [str(b) for b in bodyparts]
-    dup = sorted({b for b in names if names.count(b) > 1})
-    if dup:
-        raise ProjectError(f"{cfg_path}: duplicate bodyparts {dup}")
-    scorer = cfg.get("scorer")
-    if not isinstance(scorer, (str, int)) or not str(scorer):
-        raise ProjectError(f"{cfg_path}: 'scorer' is missing (it names CollectedData_<scorer>.h5)")
-    return cfg
-
-
-def _skeleton(cfg: dict[str, Any], bodyparts: list[str], cfg_path: Path) -> list[tuple[int, int]]:
-    raw = cfg.get("skeleton") or []
-    if not isinstance(raw, list):
-        raise ProjectError(f"{cfg_path}: 'skeleton' must be a list of [bodypart, bodypart] pairs")
-    edges: list[tuple[int, int]] = []
-    for edge in raw:
-        if not isinstance(edge, (list, tuple)) or len(edge) != 2:
-            raise ProjectError(f"{cfg_path}: skeleton entry {edge!r} is not a pair of bodyparts")
-        unknown = [str(b) for b in edge if str(b) not in bodyparts]
-        if unknown:
-            raise ProjectError(
-                f"{cfg_path}: skeleton entry {list(edge)} names unknown bodyparts {unknown} "
-                f"(bodyparts: {bodyparts})"
-            )
-        edges.append((bodyparts.index(str(edge[0])), bodyparts.index(str(edge[1]))))
-    return edges
-
-
-def _number(cfg: dict[str, Any], key: str, default: float, cfg_path: Path) -> float:
-    value = cfg.get(key, default)
-    if isinstance(value, list):  # TrainingFraction is a list; the first entry is the default
-        value = value[0] if value else default
-    if value is None:
-        value = default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ProjectError(f"{cfg_path}: '{key}' must be a number, got {value!r}") from None
 
 
 # --------------------------------------------------------------------------- labeled data
@@ -194,75 +133,85 @@ def _relative_image(entry: str, folder: str) -> str:
     return f"{LABELED_DATA}/{folder}/{entry.rsplit('/', 1)[-1]}"
 
 
-def load_project(path: str | os.PathLike[str], check_images: bool = True) -> Project:
-    """Load a single-animal DeepLabCut project from its directory or its config.yaml.
+def _check_names(found: list[str], wanted: list[str], what: str, table: Path, cfg_path: Path) -> None:
+    missing = [b for b in wanted if b not in found]
+    extra = [b for b in found if b not in wanted]
+    if missing or extra:
+        problems = ([f"missing {what} {missing}"] if missing else []) + \
+                   ([f"{what} not in the requested list {extra}"] if extra else [])
+        raise ProjectError(f"{table}: table {what} {found} do not match {wanted}: {'; '.join(problems)} "
+                           f"(config: {cfg_path})")
 
-    Raises ProjectError for a config that is not YAML or lacks bodyparts, a multi-animal
-    project, no labeled data, a table whose bodyparts differ from the config, duplicate
-    images, or (with ``check_images``) images missing on disk.
+
+def _table_labels(table_path: Path, cfg: DLCConfig) -> Poses:
+    """One CollectedData table on the config's grid of individuals and keypoints."""
+    try:
+        poses = read_dlc(table_path)
+    except PosesError as exc:
+        raise ProjectError(str(exc)) from None
+    if poses.images is None:
+        raise ProjectError(f"{table_path}: rows are frame numbers, not image paths: this is a video result, "
+                           "not a CollectedData table")
+    if cfg.multi_animal == poses.single_animal:
+        if cfg.multi_animal:
+            raise ProjectError(f"{table_path}: single-animal table in a multi-animal project "
+                               f"(multianimalproject: true in {cfg.path})")
+        raise ProjectError(f"{table_path}: multi-animal table (individuals {poses.individuals}) in a "
+                           f"single-animal project; set multianimalproject: true in {cfg.path}")
+    _check_names(poses.keypoints, cfg.keypoints, "bodyparts", table_path, cfg.path)
+    _check_names(poses.unique_keypoints, cfg.unique_keypoints, "unique bodyparts", table_path, cfg.path)
+    unknown = [i for i in poses.individuals if cfg.multi_animal and i not in cfg.individuals]
+    if unknown:
+        raise ProjectError(f"{table_path}: individuals {unknown} are not in the config's individuals "
+                           f"{cfg.individuals} ({cfg.path})")
+    if poses.scorer != cfg.scorer:
+        warnings.warn(f"{table_path}: scorer '{poses.scorer}' in the table differs from config scorer "
+                      f"'{cfg.scorer}'; using the labels anyway", stacklevel=3)
+    individuals = cfg.individuals if cfg.multi_animal else poses.individuals
+    grid = Poses.empty(len(poses), cfg.keypoints, individuals, unique_keypoints=cfg.unique_keypoints)
+    rows = [individuals.index(i) for i in poses.individuals]
+    grid.coords[:, rows] = poses.select(keypoints=cfg.keypoints).coords
+    if poses.unique is not None:
+        grid.unique[:] = poses.select(keypoints=cfg.unique_keypoints).unique  # type: ignore[index]
+    grid.images = [_relative_image(img, table_path.parent.name) for img in poses.images]
+    return grid
+
+
+def load_project(path: str | os.PathLike[str], check_images: bool = True) -> Project:
+    """Load a DeepLabCut project (single- or multi-animal) from its directory or its config.yaml.
+
+    Raises ProjectError for a config that is not YAML or lacks bodyparts, no labeled data, a
+    table whose bodyparts or individuals differ from the config, duplicate images, or (with
+    ``check_images``) images missing on disk.
     """
-    cfg_path = _config_path(path)
-    root = cfg_path.parent.resolve()
-    cfg = _read_config(cfg_path)
-    bodyparts = [str(b) for b in cfg["bodyparts"]]
-    scorer = str(cfg["scorer"])
-    rows: dict[tuple[str, ...], np.ndarray] = {}
-    tables = _table_files(root, scorer, cfg_path)
-    for table_path in tables:
-        try:
-            table = read_labeled_table(table_path)
-        except DLCTableError as exc:
-            raise ProjectError(str(exc)) from exc
-        if table.multi_animal:
-            raise ProjectError(
-                f"{table_path}: multi-animal table (individuals {table.individuals}) in a "
-                f"single-animal project; multi-animal training is not supported yet"
-            )
-        try:
-            table = table.reorder(bodyparts)
-        except DLCTableError as exc:
-            raise ProjectError(f"{exc} (config: {cfg_path})") from exc
-        if table.scorer != scorer:
-            warnings.warn(
-                f"{table_path}: scorer '{table.scorer}' in the table differs from config scorer "
-                f"'{scorer}'; using the labels anyway",
-                stacklevel=2,
-            )
-        folder = table_path.parent.name
-        for image, xy in zip(table.images, table.coords[:, 0]):
-            rel = _relative_image(image, folder)
-            key = tuple(rel.split("/"))
-            if key in rows:
-                raise ProjectError(f"{table_path}: image {rel} is listed more than once")
-            rows[key] = xy
-    order = sorted(rows)  # DLC: pd.concat(tables).sort_index() on the 3-level row index
-    images = ["/".join(k) for k in order]
-    keypoints = (
-        np.stack([rows[k] for k in order]).astype(np.float64)
-        if order
-        else np.zeros((0, len(bodyparts), 2))
-    )
-    if not images:
-        raise ProjectError(f"{cfg_path}: no labeled data found: the CollectedData tables are empty")
+    try:
+        cfg = read_dlc_config(path)
+    except (PosesError, FileNotFoundError) as exc:
+        raise ProjectError(str(exc)) from None
+    root = cfg.path.parent.resolve()
+    tables = _table_files(root, cfg.scorer, cfg.path)
+    parts = [_table_labels(t, cfg) for t in tables]
+    keys: list[tuple[str, ...]] = []
+    seen: set[tuple[str, ...]] = set()
+    for part, table in zip(parts, tables):
+        for image in part.images or []:
+            keys.append(tuple(image.split("/")))
+            if keys[-1] in seen:
+                raise ProjectError(f"{table}: image {image} is listed more than once")
+            seen.add(keys[-1])
+    if not keys:
+        raise ProjectError(f"{cfg.path}: no labeled data found: the CollectedData tables are empty")
+    merged = Poses.concat(parts)
+    order = sorted(range(len(keys)), key=lambda i: keys[i])  # DLC: pd.concat(tables).sort_index()
+    labels = merged[order]
+    labels.skeleton = list(cfg.skeleton)
+    labels.scorer, labels.kind = cfg.scorer, "labels"
     if check_images:
-        missing = [img for img in images if not root.joinpath(*img.split("/")).is_file()]
+        missing = [img for img in labels.images or [] if not root.joinpath(*img.split("/")).is_file()]
         if missing:
-            raise ProjectError(
-                f"{cfg_path}: {len(missing)} labeled image(s) missing under {root}, e.g. "
-                + ", ".join(missing[:5])
-            )
-    return Project(
-        root=root,
-        config=cfg,
-        bodyparts=bodyparts,
-        scorer=scorer,
-        skeleton=_skeleton(cfg, bodyparts, cfg_path),
-        pcutoff=_number(cfg, "pcutoff", DEFAULT_PCUTOFF, cfg_path),
-        training_fraction=_number(cfg, "TrainingFraction", DEFAULT_TRAINING_FRACTION, cfg_path),
-        images=images,
-        keypoints=keypoints,
-        tables=tables,
-    )
+            raise ProjectError(f"{cfg.path}: {len(missing)} labeled image(s) missing under {root}, e.g. "
+                               + ", ".join(missing[:5]))
+    return Project(root=root, config=cfg, labels=labels, tables=tables)
 
 
 # --------------------------------------------------------------------------- split
@@ -280,10 +229,7 @@ class Split:
     def save(self, path: str | os.PathLike[str]) -> Path:
         doc = {"train": self.train, "test": self.test, "seed": self.seed, "method": self.method,
                "n": len(self.train) + len(self.test)}
-        out = Path(path)
-        with atomic_output(out) as tmp:
-            tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-        return out
+        return write_json_atomic(path, doc)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Split:
@@ -348,3 +294,17 @@ def make_split(
     if not train:
         raise ValueError("the split leaves no training frame")
     return Split(train=train, test=test, seed=seed, method=method)
+
+
+def evaluation_split(project: Project, split_file: str | os.PathLike[str] | None = None) -> tuple[Split, str]:
+    """The split to evaluate a model on, and where it came from: ``split_file`` (a training run's
+    split.json), else DeepLabCut's draw (the config's TrainingFraction, seed 0)."""
+    if split_file is not None:
+        split, source = Split.load(split_file), str(split_file)
+    else:
+        split = make_split(len(project), train_fraction=project.config.training_fraction, seed=0)
+        source = f"TrainingFraction {project.config.training_fraction:g}, seed 0"
+    bad = [i for i in split.train + split.test if not 0 <= i < len(project)]
+    if bad:
+        raise ProjectError(f"{source}: split indices {bad[:5]} are outside the project's {len(project)} images")
+    return split, source

@@ -19,13 +19,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from posezoo.runtime import geometry
 from posezoo.runtime.files import atomic_output, write_json_atomic
 from posezoo.runtime.spec import DecodeSpec, InputSpec, OutputSpec, PreprocessSpec, Spec
+from posezoo.runtime.version import version
 
 from .config import TrainConfig
 from .data import BatchLoader, flip_pairs
@@ -87,13 +88,13 @@ def build_spec(cfg: TrainConfig, project: Project, stride: int, name: str) -> Sp
     scale = float(cfg.input.scale)
     return Spec(
         name=name,
-        keypoints=list(project.bodyparts),
-        skeleton=[[project.bodyparts[a], project.bodyparts[b]] for a, b in project.skeleton],
+        keypoints=list(project.keypoints),
+        skeleton=[list(edge) for edge in project.labels.skeleton],
         pcutoff=float(project.pcutoff),
         input=InputSpec(color="RGB", size_multiple=multiple),
         preprocess=PreprocessSpec(resize="none" if scale == 1.0 else "scale", scale=scale,
                                   interpolation=cfg.input.interpolation),
-        outputs={"keypoints": OutputSpec("keypoints", ["batch", len(project.bodyparts), 3],
+        outputs={"keypoints": OutputSpec("keypoints", ["batch", len(project.keypoints), 3],
                                          "x, y, score per keypoint in input-tensor pixels")},
         decode=DecodeSpec(stride=int(stride), offset=(stride - 1) / 2.0,
                           locref_scale=float(cfg.targets.locref_scale)),
@@ -129,27 +130,31 @@ class Run:
     def train_loader(self) -> BatchLoader:
         """Augmented training batches: the same arrays for every backend."""
         cfg = self.cfg
-        images, keypoints = self.scaled_samples(list(range(len(self.project.images))))
-        pairs = flip_pairs(self.project.bodyparts, cfg.augment.flip_pairs or None)
-        return BatchLoader(images, keypoints, self.split.train, cfg.train.batch_size, tuple(cfg.input.train_size),
+        images, coords = self.scaled_samples(list(range(len(self.project))))
+        pairs = flip_pairs(self.project.keypoints, cfg.augment.flip_pairs or None)
+        return BatchLoader(images, coords, self.split.train, cfg.train.batch_size, tuple(cfg.input.train_size),
                            cfg.augment, cfg.targets, pairs, seed=cfg.train.seed, workers=cfg.train.workers)
 
     def scaled_samples(self, indices: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
         """Images at the network's input scale (the spec's host geometry, unpadded) and their
-        keypoints in those pixels: what augmentation starts from."""
+        labels' coords in those pixels: what augmentation starts from."""
         spec = self.spec
-        images, kps = [], np.full((len(indices), len(spec.keypoints), 2), np.nan, np.float32)
+        images, coords = [], np.full((len(indices), len(spec.keypoints), 2), np.nan, np.float32)
+        xy = self.project.labels.xy[:, 0]
         for j, i in enumerate(indices):
             frame = self.project.load_image(i)
             tensor, plan = geometry.prepare(frame, spec.input, spec.preprocess, color="rgb")
             images.append(np.ascontiguousarray(tensor[:plan.resized[0], :plan.resized[1]]))
-            kps[j] = plan.to_tensor(self.project.keypoints[i])
-        return images, kps
+            coords[j] = plan.to_tensor(xy[i])
+        return images, coords
 
 
 def create_run(project_path: str | Path, cfg: TrainConfig, output: str | Path | None) -> Run:
     """A new run directory: resolved config, split, spec and run.json are written up front."""
     project = load_project(project_path)
+    if project.multi_animal:
+        raise RunError(f"{project.config.path}: multi-animal projects (multianimalproject: true) are not "
+                       "supported for training yet; only single-animal DeepLabCut projects can be trained")
     if output is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         output = project.root / "posezoo-runs" / f"{stamp}-{cfg.backend}-{cfg.model.name}"
@@ -159,12 +164,10 @@ def create_run(project_path: str | Path, cfg: TrainConfig, output: str | Path | 
                        "another --output")
     path.mkdir(parents=True, exist_ok=True)
     explicit = cfg.split.test_indices is not None
-    split = make_split(len(project.images), train_fraction=None if explicit else cfg.split.train_fraction,
+    split = make_split(len(project), train_fraction=None if explicit else cfg.split.train_fraction,
                        test_indices=cfg.split.test_indices, seed=cfg.split.seed)
     split.save(path / "split.json")
     cfg.save(path / "config.yaml")
-    from posezoo.runtime.cli import version
-
     info = {"backend": cfg.backend, "project": str(project.root.resolve()), "posezoo_version": version(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config_sha256": cfg.hash()}
     write_json(path / RUN_FILE, info)
@@ -195,5 +198,3 @@ def backend_module(name: str) -> Any:
         raise RunError(f'the {name} backend needs {module}, which is not installed: pip install "posezoo[{extra}]"')
     return importlib.import_module(f"posezoo.training.{name}")
 
-
-Predictor = Callable[[list[np.ndarray]], np.ndarray]

@@ -24,7 +24,8 @@ import numpy as np
 import yaml
 
 from posezoo.runtime.files import atomic_output, write_bytes_atomic
-from posezoo.runtime.results import SINGLE_ANIMAL, LabeledTable, read_results, write_labeled_table, write_results
+from posezoo.runtime.io.dlc import read_dlc, write_dlc
+from posezoo.runtime.poses import Poses
 
 VIDEO_NAME = "mouse1"
 # Every bodypart this renderer can place; make_project accepts any ordered subset.
@@ -491,9 +492,8 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
     for stale in set(labeled_dir.glob("img*.png")) - {root / i for i in images}:
         stale.unlink()
     table = labeled_dir / f"CollectedData_{scorer}.h5"
-    write_labeled_table(table, LabeledTable(images=images, bodyparts=list(bodyparts),
-                                            individuals=[SINGLE_ANIMAL], scorer=scorer,
-                                            coords=coords), also_csv=True)
+    labels = np.concatenate([coords, np.where(np.isfinite(coords[..., :1]), 1.0, np.nan)], axis=-1)
+    write_dlc(Poses(labels, list(bodyparts), images=images, scorer=scorer, kind="labels"), table, csv=True)
 
     # The video: one session (one arena, one animal, one camera), per-frame sensor noise.
     rng = np.random.default_rng([seed, 1])
@@ -509,20 +509,20 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
 
     video = video_dir / f"{VIDEO_NAME}.mp4"
     _write_video(video, frames(), (width, height), fps)
-    write_results(video_dir / f"{VIDEO_NAME}_truth.h5", truth, list(bodyparts), scorer)
+    write_dlc(Poses(truth[:, None], list(bodyparts), scorer=scorer), video_dir / f"{VIDEO_NAME}_truth.h5")
 
     write_bytes_atomic(root / "config.yaml",
                  _config_text(root, task, scorer, bodyparts, video, width, height).encode())
     return root
 
 
-def load_video_truth(project_root: str | os.PathLike, video: str = VIDEO_NAME) -> np.ndarray:
-    """Exact keypoints (T, K, 2) of a synthetic project's video, bodyparts in config order."""
+def load_video_truth(project_root: str | os.PathLike, video: str = VIDEO_NAME) -> Poses:
+    """The exact poses of a synthetic project's video (likelihood 1), keypoints in config order."""
     path = Path(project_root) / "videos" / f"{video}_truth.h5"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no ground truth here (is {project_root} a synthetic "
                                 "project made by posezoo.training.synthetic.make_project?)")
-    return read_results(path).coords[..., :2].copy()
+    return read_dlc(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """posezoo's model zoo: indexes of shared models, a verified download cache, pack/publish/serve.
 
 Light by design: standard library, platformdirs, tqdm and posezoo.runtime only (never torch or
-TensorFlow). `resolve_model("zoo:NAME[@VERSION]")` is what `PoseModel.load` calls.
+TensorFlow). `resolve_model("zoo:NAME[@VERSION]")` is what `PoseModel.load` calls, through the
+`posezoo.resolvers` entry point declared in pyproject.toml.
 """
 from .cache import cache_root, cached_entries
 from .entry import ZooEntry, ZooFile

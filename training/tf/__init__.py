@@ -1,15 +1,18 @@
-"""The TensorFlow backend (Keras 3): networks, training loop, framework-side inference.
+"""The TensorFlow backend (Keras 3): networks and the `Trainer` the shared loop drives.
 
-The same functions as `posezoo.training.torch`, so `posezoo.training.api` drives either.
+The same functions as `posezoo.training.torch`, so `posezoo.training.loop` drives either.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from . import nets
-from .infer import predict_frames
 from .nets import create_model, list_models, model_arguments
-from .train import final_metrics, fit, load_model
+from .train import TFTrainer
+
+
+def trainer(run: Any) -> TFTrainer:
+    return TFTrainer(run)
 
 
 def model_stride(cfg: Any) -> int:
@@ -18,5 +21,4 @@ def model_stride(cfg: Any) -> int:
     return nets.model_stride(cfg.model.name, **cfg.model.kwargs)
 
 
-__all__ = ["create_model", "final_metrics", "fit", "list_models", "load_model", "model_arguments",
-           "model_stride", "predict_frames"]
+__all__ = ["create_model", "list_models", "model_arguments", "model_stride", "trainer"]

@@ -1,18 +1,9 @@
-"""The framework-side inference path: runtime geometry -> Keras model -> the reference decoder.
-
-Training evaluates with it and the export parity gate compares ONNX against it, so both see
-exactly the pixels the runtime will feed the exported graph (as training/torch/infer.py).
-"""
+"""The Keras model's outputs in the layout the shared pipeline uses (targets, decoder, and
+`training.predict`'s forward pass): NHWC network outputs -> (N, K, h, w) and (N, K, 2, h, w)."""
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from posezoo.runtime import geometry
-from posezoo.runtime.spec import Spec
-
-from ..data import decode
 from .env import keras, tf
 
 
@@ -37,26 +28,3 @@ def forward_fn(model: keras.Model) -> Any:
         return tf.sigmoid(heat), loc
 
     return forward
-
-
-def predict_frames(model: keras.Model, frames: list[np.ndarray], spec: Spec, color: str = "rgb",
-                   batch_size: int = 8, forward: Any = None) -> np.ndarray:
-    """RGB (or BGR) frames of any sizes -> (N, K, 3) keypoints in frame pixels."""
-    forward = forward or forward_fn(model)
-    out = np.empty((len(frames), len(spec.keypoints), 3), np.float32)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, frame in enumerate(frames):
-        groups.setdefault(frame.shape[:2], []).append(i)
-    dec = spec.decode
-    swap = color.lower() != spec.input.color.lower()
-    for (h, w), idx in groups.items():
-        plan = geometry.plan(h, w, spec.input, spec.preprocess)
-        for start in range(0, len(idx), batch_size):
-            chunk = idx[start:start + batch_size]
-            batch = np.empty((len(chunk), *plan.tensor, 3), np.uint8)
-            for j, i in enumerate(chunk):
-                geometry.apply(frames[i], plan, spec.preprocess, swap, batch[j])
-            heat, loc = forward(tf.constant(batch))
-            kps = decode(heat.numpy(), loc.numpy(), dec.stride, dec.offset, dec.locref_scale)
-            out[chunk] = plan.to_frame(kps)
-    return out

@@ -1,6 +1,5 @@
-"""The TensorFlow training loop: the torch loop's recipe (same batches, losses, AdamW, LR
-schedule, log.csv, evaluation) in Keras 3 with a traced train step, atomic snapshots and exact
-resume.
+"""The TensorFlow `Trainer`: the torch recipe (same batches, losses, AdamW) in Keras 3 with a
+traced train step; the loop itself is `posezoo.training.loop`, shared with torch.
 
 A snapshot is one Keras ``.weights.h5`` file (``model.load_weights`` reads it as is) with a
 ``posezoo`` group added before it is renamed into place: the optimizer's variables, the dropout
@@ -10,24 +9,19 @@ together are replaced together.
 from __future__ import annotations
 
 import json
-import math
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ContextManager
 
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
 
-from posezoo.runtime.files import atomic_output, copy_atomic
-from posezoo.runtime.metrics import evaluate_keypoints
+from posezoo.runtime.files import atomic_output
 from posezoo.runtime.session import physical_cores
 
-from ..run import Run, RunError, append_log, truncate_log, write_json
-from ..schedule import lr_at
+from ..run import Run, RunError
 from .env import configure_threads, keras, tf
-from .infer import forward_fn, predict_frames, to_torch_layout
+from .infer import forward_fn, to_torch_layout
 from .nets import create_model
 
 SNAPSHOT_SUFFIX = ".weights.h5"
@@ -109,28 +103,12 @@ def load_weights(model: keras.Model, path: Path) -> None:
         raise RunError(f"{path}: the snapshot does not fit the model {model.name!r} of this run ({exc})") from None
 
 
-def load_model(run: Run, snapshot: str = "best") -> keras.Model:
-    """The run's network with the weights of ``snapshot`` ("best" or "last")."""
-    model = build_model(run)
-    load_weights(model, snapshot_path(run, snapshot))
-    return model
-
-
 def _restore(variables: list[Any], arrays: list[np.ndarray], what: str, path: Path) -> None:
     if len(arrays) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(arrays, variables)):
         raise RunError(f"{path}: its {what} ({len(arrays)} arrays) does not match this run's "
                        f"({len(variables)} variables)")
     for var, value in zip(variables, arrays):
         var.assign(value)
-
-
-def evaluate_split(model: keras.Model, run: Run, indices: list[int], forward: Any = None) -> dict[str, Any]:
-    """Metrics on project images through the framework inference path (same geometry as ONNX)."""
-    if not indices:
-        return {}
-    pred = predict_frames(model, run.frames(indices), run.spec, forward=forward)
-    gt = run.project.keypoints[indices]
-    return evaluate_keypoints(gt[:, None], pred[:, None], pcutoff=run.project.pcutoff)
 
 
 def device_scope(device: str) -> ContextManager[Any]:
@@ -147,92 +125,65 @@ def device_scope(device: str) -> ContextManager[Any]:
     return tf.device(f"/GPU:{index}")
 
 
-def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    cfg = run.cfg
-    configure_threads(cfg.train.threads or physical_cores())
-    keras.utils.set_random_seed(cfg.train.seed)
-    model = build_model(run)
-    if model.pose_stride != cfg.targets.stride:
-        raise RunError(f"{run.path / 'config.yaml'}: model {cfg.model.name!r} has output stride "
-                       f"{model.pose_stride} but targets.stride is {cfg.targets.stride}; make them equal")
-    opt = make_optimizer(run)
-    opt.build(model.trainable_variables)
-    last_path, best_path = snapshot_path(run, "last"), snapshot_path(run, "best")
-    start_epoch, elapsed, best = 0, 0.0, {"test_rmse": math.inf, "epoch": -1}
-    log_path = run.path / "log.csv"
-    if resume and last_path.is_file():
-        state, arrays = read_state(last_path)
-        load_weights(model, last_path)
-        _restore(opt.variables, arrays["optimizer"], "optimizer state", last_path)
-        _restore(_seed_states(model), arrays["seed_generators"], "dropout seed state", last_path)
-        start_epoch, elapsed, best = state["epoch"] + 1, state["elapsed_s"], state["best"]
-        truncate_log(log_path, start_epoch)
-    elif log_path.exists():
-        log_path.unlink()
+class TFTrainer:
+    """The run's Keras model and AdamW optimiser; snapshots are ``snapshots/{last,best}.weights.h5``."""
 
-    loader = run.train_loader()
-    steps = len(loader)
-    deadline = cfg.train.time_limit_minutes * 60 if cfg.train.time_limit_minutes else math.inf
-    locref_weight = float(cfg.train.locref_weight)
-    variables = model.trainable_variables
+    def __init__(self, run: Run) -> None:
+        cfg = run.cfg
+        self.run = run
+        configure_threads(cfg.train.threads or physical_cores())
+        keras.utils.set_random_seed(cfg.train.seed)
+        self.model = build_model(run)
+        if self.model.pose_stride != cfg.targets.stride:
+            raise RunError(f"{run.path / 'config.yaml'}: model {cfg.model.name!r} has output stride "
+                           f"{self.model.pose_stride} but targets.stride is {cfg.targets.stride}; make them equal")
+        self.opt = make_optimizer(run)
+        self.opt.build(self.model.trainable_variables)
+        self.device = cfg.train.device
+        self._forward = forward_fn(self.model)
+        locref_weight = float(cfg.train.locref_weight)
+        model, opt, variables = self.model, self.opt, self.model.trainable_variables
 
-    @tf.function
-    def train_step(batch: dict[str, Any]) -> tuple[Any, Any]:
-        with tf.GradientTape() as tape:
-            outputs = model(tf.cast(batch["image"], tf.float32), training=True)
-            heat_loss, loc_loss = losses(outputs, batch, locref_weight)
-            total = heat_loss + loc_loss  # inside the tape, or it records no path to the weights
-        grads = tape.gradient(total, variables)
-        opt.apply_gradients(zip(grads, variables))
-        return heat_loss, loc_loss
+        @tf.function
+        def train_step(batch: dict[str, Any]) -> tuple[Any, Any]:
+            with tf.GradientTape() as tape:
+                outputs = model(tf.cast(batch["image"], tf.float32), training=True)
+                heat_loss, loc_loss = losses(outputs, batch, locref_weight)
+                total = heat_loss + loc_loss  # inside the tape, or it records no path to the weights
+            grads = tape.gradient(total, variables)
+            opt.apply_gradients(zip(grads, variables))
+            return heat_loss, loc_loss
 
-    forward = forward_fn(model)
-    bar = tqdm(range(start_epoch, cfg.train.epochs), initial=start_epoch, total=cfg.train.epochs,
-               desc=f"train {cfg.model.name} (tf)", unit="epoch", disable=not progress, dynamic_ncols=True)
-    epoch = start_epoch - 1
-    with device_scope(cfg.train.device):
-        for epoch in bar:
-            loader.set_epoch(epoch)
-            t0 = time.perf_counter()
-            sums = np.zeros(2)
-            lr = cfg.optimizer.lr
-            for step, batch in enumerate(loader):
-                lr = lr_at(epoch + step / steps, cfg)
-                opt.learning_rate = lr
-                heat_loss, loc_loss = train_step({k: batch[k] for k in TARGET_KEYS})
-                sums += (float(heat_loss), float(loc_loss))
-            elapsed += time.perf_counter() - t0
-            row: dict[str, Any] = {"epoch": epoch, "step": (epoch + 1) * steps, "loss": sums.sum() / steps,
-                                   "heatmap_loss": sums[0] / steps, "locref_loss": sums[1] / steps,
-                                   "lr": lr, "elapsed_s": round(elapsed, 2)}
-            last = epoch == cfg.train.epochs - 1 or elapsed >= deadline
-            if (epoch + 1) % cfg.train.eval_every == 0 or last:
-                m = evaluate_split(model, run, run.split.test, forward)
-                row.update(test_rmse=m.get("rmse"), test_rmse_pcutoff=m.get("rmse_pcutoff"), test_mAP=m.get("mAP"))
-                bar.set_postfix(loss=f"{row['loss']:.4f}", test_rmse=f"{m.get('rmse', float('nan')):.2f}px")
-            else:
-                bar.set_postfix(loss=f"{row['loss']:.4f}")
-            state = {"epoch": epoch, "elapsed_s": elapsed, "best": best, "model_name": cfg.model.name}
-            if row.get("test_rmse") is not None and row["test_rmse"] < best["test_rmse"]:
-                best = {"test_rmse": row["test_rmse"], "epoch": epoch}
-                state["best"] = best
-                save_snapshot(best_path, model, opt, state)
-            save_snapshot(last_path, model, opt, state)
-            append_log(log_path, row)
-            if elapsed >= deadline:
-                bar.write(f"time limit of {cfg.train.time_limit_minutes} min reached after epoch {epoch}")
-                break
-    bar.close()
-    if not best_path.exists() and last_path.exists():
-        copy_atomic(last_path, best_path)
-    return {"epochs_done": epoch + 1, "elapsed_s": elapsed, "best": best}
+        self._train_step = train_step
 
+    def path(self, name: str) -> Path:
+        return snapshot_path(self.run, name)
 
-def final_metrics(run: Run, snapshot: str = "best") -> dict[str, Any]:
-    """Metrics of a snapshot on the test and train splits; written to metrics.json."""
-    model = load_model(run, snapshot)
-    forward = forward_fn(model)
-    result = {"snapshot": snapshot, "test": evaluate_split(model, run, run.split.test, forward),
-              "train": evaluate_split(model, run, run.split.train, forward)}
-    write_json(run.path / "metrics.json", result)
-    return result
+    def has_snapshot(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def step(self, batch: dict[str, np.ndarray], lr: float) -> tuple[float, float]:
+        self.opt.learning_rate = lr
+        with device_scope(self.device):
+            heat_loss, loc_loss = self._train_step({k: batch[k] for k in TARGET_KEYS})
+        return float(heat_loss), float(loc_loss)
+
+    def forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with device_scope(self.device):
+            heat, loc = self._forward(tf.constant(frames))
+        return heat.numpy(), loc.numpy()
+
+    def save(self, name: str, state: dict[str, Any]) -> None:
+        save_snapshot(self.path(name), self.model, self.opt, state)
+
+    def restore(self, name: str) -> dict[str, Any]:
+        path = self.path(name)
+        state, arrays = read_state(path)
+        load_weights(self.model, path)
+        _restore(self.opt.variables, arrays["optimizer"], "optimizer state", path)
+        _restore(_seed_states(self.model), arrays["seed_generators"], "dropout seed state", path)
+        return state
+
+    def state_arrays(self) -> list[tuple[str, np.ndarray]]:
+        """The weights as (name, array) pairs, for the exported model's weights hash."""
+        return [(var.path, np.ascontiguousarray(var.numpy())) for var in self.model.weights]

@@ -1,10 +1,14 @@
-"""The PyTorch backend: networks, training loop, framework-side inference."""
+"""The PyTorch backend: networks and the `Trainer` the shared loop (`training/loop.py`) drives."""
 from __future__ import annotations
 
 from typing import Any
 
 from .nets import create_model, list_models, model_arguments
-from .train import final_metrics, fit
+from .train import TorchTrainer
+
+
+def trainer(run: Any) -> TorchTrainer:
+    return TorchTrainer(run)
 
 
 def model_stride(cfg: Any) -> int:
@@ -12,4 +16,4 @@ def model_stride(cfg: Any) -> int:
     return int(create_model(cfg.model.name, 1, **cfg.model.kwargs).stride)
 
 
-__all__ = ["create_model", "final_metrics", "fit", "list_models", "model_arguments", "model_stride"]
+__all__ = ["create_model", "list_models", "model_arguments", "model_stride", "trainer"]

@@ -1,23 +1,18 @@
-"""`posezoo zoo ...` commands: list, info, pull, pack, publish, serve.
-
-`add_zoo_commands(subparsers)` plugs them into the main `posezoo` parser; every command sets
-`handler(args) -> int` (an exit code), the convention of posezoo.runtime.cli.
-`python -m posezoo.zoo` runs them on their own.
-"""
+"""`posezoo zoo ...`: list, info, pull, pack, publish, serve (the work is in posezoo.zoo)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from . import cache
-from .card import human_size, model_card
-from .entry import ZooEntry
-from .errors import ZooError
-from .names import parse_ref, version_key
-from .resolve import Catalogue, find_entry, load_catalogue, pull, resolve_model
+from posezoo.zoo import cache
+from posezoo.zoo.card import human_size, model_card
+from posezoo.zoo.entry import ZooEntry
+from posezoo.zoo.errors import ZooError
+from posezoo.zoo.names import parse_ref, version_key
+from posezoo.zoo.resolve import Catalogue, find_entry, load_catalogue, pull, resolve_model
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -129,7 +124,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_pack(args: argparse.Namespace) -> int:
-    from .packing import pack
+    from posezoo.zoo.packing import pack
 
     metrics = None
     if args.metrics:
@@ -148,7 +143,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .packing import publish
+    from posezoo.zoo.packing import publish
 
     entry = publish(args.entry_dir, args.zoo_dir, force=args.force)
     print(f"published {entry.ref} to {Path(args.zoo_dir) / 'index.json'}")
@@ -157,13 +152,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import serve
+    from posezoo.zoo.serve import serve
 
     serve(args.zoo_dir, host=args.host, port=args.port)
     return 0
 
 
-def add_zoo_commands(subparsers: Any) -> argparse.ArgumentParser:
+def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `zoo` command (with its sub-commands) to an argparse subparsers object."""
     zoo = subparsers.add_parser(
         "zoo", help="list, download, pack, publish and serve shared models",
@@ -220,9 +215,3 @@ def add_zoo_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_serve)
     return zoo
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="posezoo")
-    add_zoo_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.handler(args))

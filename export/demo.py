@@ -1,18 +1,31 @@
-"""`posezoo demo`: the whole pipeline on a synthetic project, nothing downloaded.
+"""The whole pipeline on a synthetic project, nothing downloaded: what `posezoo demo` runs.
 
 Synthetic DeepLabCut project + video -> train -> export (parity gate) -> analyze -> evaluate ->
 labeled video and plots, each step timed, ending with the error against the video's known truth.
+It lives in the export package because it is the one package that may use all the others.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .cli import CommandError, require_extra
+import numpy as np
+
+from posezoo.runtime.draw import label_video
+from posezoo.runtime.evaluate import evaluate_model, format_metrics
+from posezoo.runtime.io import load_poses
+from posezoo.runtime.model import PoseModel
+from posezoo.runtime.plots import plot_poses
+from posezoo.runtime.video import analyze_video
+from posezoo.training.api import train
+from posezoo.training.project import load_project
+from posezoo.training.run import load_run
+from posezoo.training.synthetic import VIDEO_NAME, load_video_truth, make_project
+
+from .core import export
 
 # Sized to finish in a few minutes on 2 CPU cores.
 DEMO_PROJECT = {"n_frames": 100, "video_frames": 300, "image_size": (320, 240), "seed": 0}
@@ -31,20 +44,7 @@ def _step(title: str, timings: dict[str, float]) -> Iterator[None]:
 
 
 def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None) -> dict[str, Any]:
-    import numpy as np
-
-    from posezoo.export import export
-    from posezoo.training.api import train
-    from posezoo.training.project import load_project
-    from posezoo.training.synthetic import VIDEO_NAME, load_video_truth, make_project
-
-    from .draw import label_video
-    from .evaluate import evaluate_model, format_metrics
-    from .model import PoseModel
-    from .plots import plot_results
-    from .results import read_results
-    from .video import analyze_video
-
+    """Run every step into ``output_dir`` (an earlier demo there is replaced); returns the figures."""
     output_dir = output_dir.resolve()
     timings: dict[str, float] = {}
     with _step("1/6 synthetic DeepLabCut project and video", timings):
@@ -67,50 +67,25 @@ def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None
         h5 = analyze_video(model, video, output_dir / "analysis", csv=True, overwrite=True)
         print(f"   {h5}\n   {h5.with_suffix('.csv')}")
     with _step("5/6 evaluate on the project's held-out frames", timings):
-        from posezoo.training.run import load_run
-
         run = load_run(run_dir)
         project = load_project(project_dir)
         test = list(run.split.test)
-        metrics = evaluate_model(model, [project.load_image(i) for i in test], project.keypoints[test])
+        metrics, _ = evaluate_model(model, [project.load_image(i) for i in test], project.labels[test])
         print(format_metrics(metrics, model.keypoints, title="   test split"))
     with _step("6/6 labeled video and plots", timings):
-        labeled = label_video(h5, video, output_dir / "analysis" / f"{VIDEO_NAME}_labeled.mp4",
+        poses = load_poses(h5)
+        labeled = label_video(poses, video, output_dir / "analysis" / f"{VIDEO_NAME}_labeled.mp4",
                               pcutoff=model.spec.pcutoff, skeleton=model.spec.skeleton, progress=False)
-        plots = plot_results(h5, output_dir / "analysis" / "plots")
+        plots = plot_poses(poses, output_dir / "analysis" / "plots", title=h5.name)
         print(f"   {labeled}\n   plots: {', '.join(p.name for p in plots)}")
 
-    truth = load_video_truth(project_dir)
-    pred = read_results(h5).coords[..., :2]
-    error = np.linalg.norm(pred - truth, axis=-1)
+    truth = load_video_truth(project_dir).xy
+    error = np.linalg.norm(poses.xy - truth, axis=-1)[:, 0]
     per_kp = np.nanmean(error, axis=0)
     print("\n== result")
     print(f"   video error against the known truth: mean {np.nanmean(error):.2f} px, median "
-          f"{np.nanmedian(error):.2f} px over {len(truth)} frames x {truth.shape[1]} keypoints")
+          f"{np.nanmedian(error):.2f} px over {len(truth)} frames x {truth.shape[2]} keypoints")
     print("   per keypoint: " + ", ".join(f"{k} {e:.2f}" for k, e in zip(model.keypoints, per_kp)))
     print(f"   total {sum(timings.values()):.0f} s; outputs in {output_dir}")
     return {"video_error_px": float(np.nanmean(error)), "test": metrics, "timings": timings,
             "model": str(exported.path), "results": str(h5)}
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    require_extra({"torch": "torch", "tf": "tensorflow"}[args.backend], args.backend)
-    require_extra("onnx", args.backend)
-    if args.output_dir.exists() and any(args.output_dir.iterdir()) and not (args.output_dir / "synthetic-mouse").exists():
-        raise CommandError(f"{args.output_dir} exists and is not a posezoo demo folder; choose another --output-dir")
-    run_demo(args.output_dir, args.backend, args.epochs)
-    return 0
-
-
-def add_demo_command(sub: Any) -> None:
-    p = sub.add_parser(
-        "demo", help="run the whole pipeline on a synthetic project (no download)",
-        description="Generate a synthetic DeepLabCut project and video, train a model, export it with the "
-                    "parity gate, analyse the video, evaluate, and draw a labeled video and plots. Prints "
-                    "each step with its timing and ends with the error against the video's known truth. "
-                    "Takes a few minutes on 2 CPU cores.")
-    p.add_argument("--output-dir", type=Path, default=Path("posezoo-demo"), help="where everything goes "
-                   "(default ./posezoo-demo; an earlier demo there is replaced)")
-    p.add_argument("--backend", choices=["torch", "tf"], default="torch", help="training framework (default torch)")
-    p.add_argument("--epochs", type=int, help=f"training epochs (default {DEMO_TRAIN['epochs']})")
-    p.set_defaults(handler=_cmd_demo)

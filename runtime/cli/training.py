@@ -1,4 +1,4 @@
-"""`posezoo train` and `posezoo export`: the parsers live in the runtime, the work in training/export.
+"""`posezoo train` and `posezoo export`: the work is in posezoo.training and posezoo.export.
 
 Handlers import their backend only when run, so the light install's `--help` still works and a
 missing backend gets a message naming the extra to install.
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import CommandError, require_extra
+from .common import CommandError, require_extra
 
 
 def _parse_sets(items: list[str]) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _print_metrics(run_dir: Path) -> None:
     import json
 
-    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
     for split in ("train", "test"):
         m = metrics.get(split) or {}
         if m:
@@ -71,7 +71,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_training_commands(sub: Any) -> None:
+def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "train", help="train a model on a DeepLabCut project",
         description="Train a keypoint model on a DeepLabCut project as it is (config.yaml + "

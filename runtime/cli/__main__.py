@@ -1,0 +1,4 @@
+"""`python -m posezoo.runtime.cli` is the `posezoo` command."""
+from . import main
+
+raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""A readable summary of a model's spec, provenance and graph (what `posezoo inspect` prints)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .model import PoseModel
+
+
+def describe_model(model: PoseModel) -> str:
+    """A readable summary of a model's spec and graph, for `posezoo inspect`."""
+    spec = model.spec
+    inp, pre, dec, prov = spec.input, spec.preprocess, spec.decode, spec.provenance
+    size = "x".join(map(str, inp.size[::-1])) if inp.size else f"dynamic (padded to a multiple of {inp.size_multiple})"
+    resize = {"none": "none", "scale": f"scale x{pre.scale:g}", "fit": "letterbox into the fixed size"}[pre.resize]
+    lines = [
+        f"model        {spec.name}   ({model.path}, {Path(model.path).stat().st_size / 1e6:.2f} MB)",
+        f"spec         schema {spec.schema_version}",
+        f"keypoints    {len(spec.keypoints)}: {', '.join(spec.keypoints)}",
+        f"skeleton     {', '.join('-'.join(p) for p in spec.skeleton) or '(none)'}",
+        f"pcutoff      {spec.pcutoff:g}",
+        f"input        {inp.name}: {inp.dtype} {inp.layout} {inp.color}, size {size}, "
+        f"dynamic axes: {', '.join(inp.dynamic_axes) or 'none'}",
+        f"preprocess   crop {pre.crop or 'none'}; resize {resize} ({pre.interpolation}); pad value {pre.pad_value}",
+        "outputs      " + "; ".join(f"{o.name} {o.shape}: {o.meaning}" for o in spec.outputs.values()),
+        f"decode       {dec.method}, stride {dec.stride}, offset {dec.offset:g}, locref scale {dec.locref_scale:g}",
+    ]
+    for key in ("backend", "framework_versions", "model", "dataset", "train_config_sha256", "weights_sha256",
+                "precision", "created"):
+        if key in prov:
+            lines.append(f"{key:<12} {_short(prov[key])}")
+    for key in ("metrics", "parity", "variant_accuracy"):
+        if key in prov:
+            lines.append(f"{key:<12} {_short(prov[key])}")
+    graph_in = ", ".join(f"{i.name} {i.type} {i.shape}" for i in model.session.get_inputs())
+    graph_out = ", ".join(f"{o.name} {o.type} {o.shape}" for o in model.session.get_outputs())
+    lines += [f"graph in     {graph_in}", f"graph out    {graph_out}"]
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,126 @@
+"""The one training loop both backends run: epochs, the learning-rate schedule, periodic
+evaluation, log.csv, last/best snapshots, time limit, exact resume, and the final metrics.
+
+A backend supplies a `Trainer` (one optimisation step, the eval-mode forward pass, saving and
+restoring a snapshot) and nothing else, so the recipe cannot differ between PyTorch and TF.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from posezoo.runtime.metrics import evaluate_poses
+
+from .predict import Forward, Predictor, predictor
+from .run import Run, append_log, backend_module, truncate_log, write_json
+from .schedule import lr_at
+
+SNAPSHOTS = ("last", "best")
+
+
+class Trainer(Protocol):
+    """What a backend provides for one run (its network and optimiser live inside)."""
+
+    def step(self, batch: dict[str, np.ndarray], lr: float) -> tuple[float, float]:
+        """One optimisation step on a batch of `data.BatchLoader`; the heatmap and locref losses."""
+
+    def forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Eval-mode network on prepared uint8 frames (see `predict.Forward`)."""
+
+    def save(self, name: str, state: dict[str, Any]) -> None:
+        """Write snapshot ``name`` (weights, optimiser, RNG state and the loop ``state``) atomically."""
+
+    def restore(self, name: str) -> dict[str, Any]:
+        """Load snapshot ``name`` into the network and optimiser; returns the loop state."""
+
+    def has_snapshot(self, name: str) -> bool: ...
+
+    def state_arrays(self) -> list[tuple[str, np.ndarray]]:
+        """The network's weights as (name, array) pairs (the exported model's weights hash)."""
+
+
+def evaluate_split(run: Run, predict: Predictor, indices: list[int]) -> dict[str, Any]:
+    """Metrics of a predictor on some of the run's labeled frames (DeepLabCut's definitions)."""
+    if not indices:
+        return {}
+    return evaluate_poses(run.project.labels[indices], predict(run.frames(indices)), pcutoff=run.project.pcutoff)
+
+
+def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``run`` (continuing from its last snapshot with ``resume``)."""
+    cfg = run.cfg
+    trainer: Trainer = backend_module(run.backend).trainer(run)
+    predict = predictor(trainer.forward, run.spec)
+    start_epoch, elapsed, best = 0, 0.0, {"test_rmse": math.inf, "epoch": -1}
+    log_path = run.path / "log.csv"
+    if resume and trainer.has_snapshot("last"):
+        state = trainer.restore("last")
+        start_epoch, elapsed, best = state["epoch"] + 1, state["elapsed_s"], state["best"]
+        truncate_log(log_path, start_epoch)
+    elif log_path.exists():
+        log_path.unlink()
+
+    loader = run.train_loader()
+    steps = len(loader)
+    deadline = cfg.train.time_limit_minutes * 60 if cfg.train.time_limit_minutes else math.inf
+    bar = tqdm(range(start_epoch, cfg.train.epochs), initial=start_epoch, total=cfg.train.epochs,
+               desc=f"train {cfg.model.name} ({run.backend})", unit="epoch", disable=not progress,
+               dynamic_ncols=True)
+    epoch = start_epoch - 1
+    for epoch in bar:
+        loader.set_epoch(epoch)
+        t0 = time.perf_counter()
+        sums = np.zeros(2)
+        lr = cfg.optimizer.lr
+        for step, batch in enumerate(loader):
+            lr = lr_at(epoch + step / steps, cfg)
+            sums += trainer.step(batch, lr)
+        elapsed += time.perf_counter() - t0
+        row: dict[str, Any] = {"epoch": epoch, "step": (epoch + 1) * steps, "loss": sums.sum() / steps,
+                               "heatmap_loss": sums[0] / steps, "locref_loss": sums[1] / steps, "lr": lr,
+                               "elapsed_s": round(elapsed, 2)}
+        last = epoch == cfg.train.epochs - 1 or elapsed >= deadline
+        if (epoch + 1) % cfg.train.eval_every == 0 or last:
+            m = evaluate_split(run, predict, run.split.test)
+            row.update(test_rmse=m.get("rmse"), test_rmse_pcutoff=m.get("rmse_pcutoff"), test_mAP=m.get("mAP"))
+            bar.set_postfix(loss=f"{row['loss']:.4f}", test_rmse=f"{m.get('rmse', float('nan')):.2f}px")
+        else:
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+        # The log row goes first: a kill between it and the snapshot only repeats this epoch on
+        # resume (its row is truncated and rewritten), never loses the row.
+        append_log(log_path, row)
+        state = {"epoch": epoch, "elapsed_s": elapsed, "best": best, "model_name": cfg.model.name}
+        if row.get("test_rmse") is not None and row["test_rmse"] < best["test_rmse"]:
+            best = {"test_rmse": row["test_rmse"], "epoch": epoch}
+            state["best"] = best
+            trainer.save("best", state)
+        trainer.save("last", state)
+        if elapsed >= deadline:
+            bar.write(f"time limit of {cfg.train.time_limit_minutes} min reached after epoch {epoch}")
+            break
+    bar.close()
+    if not trainer.has_snapshot("best") and trainer.has_snapshot("last"):
+        trainer.save("best", trainer.restore("last"))
+    return {"epochs_done": epoch + 1, "elapsed_s": elapsed, "best": best}
+
+
+def load_predictor(run: Run, snapshot: str = "best") -> tuple[Predictor, Forward]:
+    """The framework predictor of one of the run's snapshots (and its forward pass)."""
+    if snapshot not in SNAPSHOTS:
+        raise ValueError(f"snapshot must be one of {SNAPSHOTS}, got {snapshot!r}")
+    trainer: Trainer = backend_module(run.backend).trainer(run)
+    trainer.restore(snapshot)
+    return predictor(trainer.forward, run.spec), trainer.forward
+
+
+def final_metrics(run: Run, snapshot: str = "best") -> dict[str, Any]:
+    """Metrics of a snapshot on the test and train splits; written to metrics.json."""
+    predict, _ = load_predictor(run, snapshot)
+    result = {"snapshot": snapshot, "test": evaluate_split(run, predict, run.split.test),
+              "train": evaluate_split(run, predict, run.split.train)}
+    write_json(run.path / "metrics.json", result)
+    return result
