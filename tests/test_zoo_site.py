@@ -177,13 +177,6 @@ def test_site_beside_the_index_and_with_a_public_zoo_url(zoo: Path, tmp_path: Pa
     assert "export POSEZOO_ZOO=https://zoo.example.org/lab/" in card
 
 
-def test_tampered_sample_is_refused(zoo: Path, tmp_path: Path) -> None:
-    copy = shutil.copytree(zoo, tmp_path / "zoo")
-    (copy / "models" / "dots" / "0.1.0" / "sample.jpg").write_bytes(b"not the packed picture")
-    with pytest.raises(ZooError, match="sample.jpg: does not match"):
-        build_site(copy, tmp_path / "site")
-
-
 # -- served at / beside the index ----------------------------------------------------------------------
 @pytest.fixture
 def served(zoo: Path, tmp_path: Path) -> Iterator[str]:
@@ -230,10 +223,9 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def test_serve_command_shows_the_site(zoo: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "posezoo.zoo", "serve", str(zoo), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = serve_command(zoo)
     try:
-        url = proc.stdout.readline().split(" at ")[1].split()[0]
+        url = served_url(proc)
         status, body, _ = get(url)
         assert status == 200 and all(f'data-model="{name}"'.encode() in body for name in MODELS)
         assert get(url + "models/dots/0.1.0/sample.jpg")[0] == 200
@@ -241,6 +233,30 @@ def test_serve_command_shows_the_site(zoo: Path) -> None:
         proc.terminate()
         proc.wait(10)
     assert not (zoo / "index.html").exists()  # the site was built in a temporary folder
+
+
+def serve_command(zoo: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "posezoo.runtime.cli", "zoo", "serve", str(zoo), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def served_url(proc: subprocess.Popen[str]) -> str:
+    return proc.stdout.readline().split(" at ")[1].split()[0]
+
+
+def test_tampered_sample_is_refused_and_serve_keeps_the_downloads(zoo: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(zoo, tmp_path / "zoo")
+    (copy / "models" / "dots" / "0.1.0" / "sample.jpg").write_bytes(b"not the packed picture")
+    with pytest.raises(ZooError, match="sample.jpg: does not match"):
+        build_site(copy, tmp_path / "site")
+    proc = serve_command(copy)
+    try:
+        url = served_url(proc)
+        assert get(url)[0] == 404 and get(url + "index.json")[0] == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "serving without the web site" in err and "sample.jpg: does not match" in err
 
 
 # -- in a real browser -------------------------------------------------------------------------------
@@ -348,3 +364,33 @@ def test_the_site_works_opened_from_disk(browser: Browser, zoo: Path, tmp_path: 
     assert b.evaluate("document.querySelector('.zoo-address').textContent") == str(zoo) + "/"
     assert all(url.startswith("file://") for url in b.requested_urls()), b.requested_urls()
     b.screenshot(tmp_path / "from-disk.png")
+
+
+# -- packing straight from a training run -----------------------------------------------------------
+def pack_run(run_dir: Path, output: Path, **options: Any) -> Path:
+    """What `posezoo zoo pack RUN` does (the command line orchestrates: the zoo never imports
+    training or export): export with the parity gate when the run has no exports/model.onnx,
+    then pack with the first test-split image of the run's project as the sample frame."""
+    from posezoo.export import export
+    from posezoo.training.run import load_run
+
+    if not (run_dir / "exports" / "model.onnx").is_file():
+        export(run_dir, progress=lambda _msg: None)
+    run = load_run(run_dir)
+    sample = run.project.image_path((list(run.split.test) or list(run.split.train))[0])
+    return pack(run_dir, output, sample_image=sample, **options)
+
+
+def test_pack_a_training_run_that_has_no_export(trained_run: Path, tmp_path: Path) -> None:
+    from posezoo.zoo.packing import read_entry_dir
+
+    run_dir = shutil.copytree(trained_run, tmp_path / "run")  # the shared run stays unexported
+    assert not (run_dir / "exports").exists()
+    out = pack_run(run_dir, tmp_path / "entry", species="mouse", view="top", license="MIT")
+    assert (run_dir / "exports" / "model.onnx").is_file()
+    entry = read_entry_dir(out)  # every file checked against its sha256
+    assert entry.provenance["parity"]["passed"] and entry.metrics["export_test"]["rmse"] > 0
+    assert entry.sample["source"].endswith(".png") and entry.speed["frames_per_second"] > 0
+    publish(out, tmp_path / "zoo")
+    card = (build_site(tmp_path / "zoo").parent / "models" / entry.name / "index.html").read_text()
+    assert f'data-key="speed.frames_per_second" data-value="{entry.speed["frames_per_second"]}"' in card

@@ -17,7 +17,6 @@ from .errors import IntegrityError, ZooError
 from posezoo.runtime.files import (copy_atomic, sha256_file, write_bytes_atomic, write_json_atomic,
                                    write_text_atomic)
 from .names import validate_name, validate_version, version_key
-from .sample import SAMPLE_FILE, read_image, render_sample
 from .sources import INDEX_NAME, INDEX_SCHEMA_VERSION, parse_index
 from .speed import FRAMES, measure_speed as measure
 
@@ -73,6 +72,8 @@ def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None
     from posezoo.runtime import PoseModel
     from posezoo.runtime.session import ModelLoadError
     from posezoo.runtime.spec import SpecError, read_spec
+
+    from .sample import SAMPLE_FILE, read_image, render_sample  # OpenCV: only when packing
 
     model = find_model_file(Path(run_or_onnx))
     try:

@@ -243,8 +243,10 @@ def _sample(e: ZooEntry, links: Links, sample_url: str | None) -> str:
         return '<p class="muted">No sample frame was packed with this version.</p>'
     s = e.sample
     size = s.get("image_size") or ["?", "?"]
+    animals = s.get("individuals", 1)
     caption = (f"{esc(s.get('source', 'sample'))} ({esc(size[0])}x{esc(size[1])}): predicted keypoints "
-               f"with score at least {esc(fmt(s.get('pcutoff')))}")
+               f"with score at least {esc(fmt(s.get('pcutoff')))}"
+               + (f", {esc(animals)} animals" if isinstance(animals, int) and animals > 1 else ""))
     return (f'<figure class="frame"><img class="sample" src="{esc(links.zoo_file(sample_url))}" '
             f'alt="sample frame with the keypoints {esc(e.ref)} predicted">'
             f"<figcaption>{caption}</figcaption></figure>")

@@ -10,6 +10,7 @@ import logging
 import os
 import posixpath
 import re
+import sys
 import tempfile
 from functools import partial
 from http import HTTPStatus
@@ -161,7 +162,11 @@ def serve(zoo_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, site: 
 
     with tempfile.TemporaryDirectory(prefix="posezoo-site-") as tmp:
         if site:
-            build_site(zoo_dir, tmp, beside_index=True)
+            try:
+                build_site(zoo_dir, tmp, beside_index=True)
+            except ZooError as exc:  # the pages are a convenience; downloads must keep working
+                print(f"warning: serving without the web site: {exc}", file=sys.stderr, flush=True)
+                site = False
         server = make_server(zoo_dir, host, port, site_dir=tmp if site else None)
         url_host = f"[{host}]" if ":" in host else host
         print(f"serving {Path(zoo_dir).resolve()} at http://{url_host}:{server.server_address[1]}/ "
