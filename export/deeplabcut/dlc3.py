@@ -146,7 +146,8 @@ def build(cfg: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], where:
         problems.append(f"backbone {backbone.get('type')}/{backbone.get('model_name')}")
     data = cfg.get("data") or {}
     inference = data.get("inference") or {}
-    unknown = sorted(set(inference) - _INFERENCE_KEYS)
+    # DeepLabCut 3.0.2 writes every transform key, unused ones as null/false
+    unknown = sorted(k for k, v in inference.items() if v and k not in _INFERENCE_KEYS)
     if unknown:
         problems.append(f"inference transforms {unknown} (supported: {sorted(_INFERENCE_KEYS)})")
     padding = inference.get("auto_padding") or {}

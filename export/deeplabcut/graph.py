@@ -57,10 +57,12 @@ class DeepLabCutGraph(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         heat, locref = self.maps(frames)
         d = self.decode
-        if d.sigmoid:
-            heat = torch.sigmoid(heat)
         n, k, h, w = heat.shape
-        score, idx = heat.reshape(n, k, -1).max(dim=2)  # first maximum, as torch.argmax / numpy
+        # first maximum, as torch.argmax / numpy; found on the logits where a sigmoid follows, since
+        # the sigmoid is monotonic and float32 saturation would otherwise make ties of confident peaks
+        score, idx = heat.reshape(n, k, -1).max(dim=2)
+        if d.sigmoid:
+            score = torch.sigmoid(score)
         width = torch.tensor(w, dtype=idx.dtype) if isinstance(w, int) else w
         row = torch.div(idx, width, rounding_mode="floor")
         col = idx - row * width
