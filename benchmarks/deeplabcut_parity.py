@@ -38,7 +38,7 @@ DLC_VERSION = "3.0.2"
 # are the releases the machine's package index serves for Python 3.11 (the issue measured 2.13/0.28).
 TORCH_SPEC = ["torch==2.14.1", "torchvision==0.29.1"]
 PYTORCH_ARCHS = ["resnet_50", "resnet_101", "hrnet_w18", "hrnet_w32", "hrnet_w48"]
-TF_ARCHS = ["resnet_50", "resnet_101"]
+TF_ARCHS = ["resnet_50", "resnet_101", "mobilenet_v2_1.0", "mobilenet_v2_0.35"]
 SHUFFLES = {("pytorch", a): i for i, a in enumerate(PYTORCH_ARCHS, start=1)} | \
            {("tensorflow", a): 10 + i for i, a in enumerate(TF_ARCHS, start=1)}
 

@@ -334,12 +334,44 @@ def slim_resnet50_variables(k: int, rng: np.random.Generator) -> dict[str, np.nd
     return var
 
 
-@pytest.fixture(scope="module")
-def tf_train_folder(tmp_path_factory) -> Path:
+def slim_mobilenet_variables(k: int, multiplier: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """DeepLabCut's MobileNet v2 (output stride 16) by slim variable name; channel counts rounded to
+    multiples of 8 as slim does, the last conv kept at 1280 (finegrain mode)."""
+    def div8(v: float) -> int:
+        r = max(8, int(v + 4) // 8 * 8)
+        return r + 8 if r < 0.9 * v else r
+
+    var: dict[str, np.ndarray] = {}
+
+    def conv(scope: str, kh: int, cin: int, cout: int, depthwise: bool = False) -> None:
+        shape = (kh, kh, cin, 1) if depthwise else (kh, kh, cin, cout)
+        var[f"{scope}/{'depthwise_weights' if depthwise else 'weights'}"] = \
+            rng.normal(0, (2.0 / (kh * kh * (1 if depthwise else cin))) ** 0.5, shape).astype(np.float32)
+        for name, value in (("gamma", rng.uniform(0.5, 1.5, cout)), ("beta", rng.normal(0, 0.1, cout)),
+                            ("moving_mean", rng.normal(0, 0.1, cout)), ("moving_variance", rng.uniform(0.5, 2, cout))):
+            var[f"{scope}/BatchNorm/{name}"] = value.astype(np.float32)
+
+    cin = div8(32 * multiplier)
+    conv("MobilenetV2/Conv", 3, 3, cin)
+    blocks = [16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320]
+    for i, width in enumerate(blocks):
+        scope = "MobilenetV2/expanded_conv" + (f"_{i}" if i else "")
+        cout, inner = div8(width * multiplier), (cin if i == 0 else div8(cin * 6))
+        if inner > cin:
+            conv(f"{scope}/expand", 1, cin, inner)
+        conv(f"{scope}/depthwise", 3, inner, inner, depthwise=True)
+        conv(f"{scope}/project", 1, inner, cout)
+        cin = cout
+    conv("MobilenetV2/Conv_1", 1, cin, 1280)
+    for head, n in (("part_pred", k), ("locref_pred", 2 * k)):
+        var[f"pose/{head}/block4/weights"] = rng.normal(0, 1e-3, (3, 3, n, 1280)).astype(np.float32)
+        var[f"pose/{head}/block4/biases"] = rng.normal(0, 0.1, n).astype(np.float32)
+    return var
+
+
+def write_tf_train_folder(train: Path, net_type: str, variables: dict[str, np.ndarray]) -> Path:
     tf = pytest.importorskip("tensorflow")
-    train = tmp_path_factory.mktemp("dlc2") / "dlc-models" / "iteration-0" / "tOct1-trainset80shuffle1" / "train"
     train.mkdir(parents=True)
-    variables = slim_resnet50_variables(len(BODYPARTS), np.random.default_rng(0))
     with tf.Graph().as_default():
         tf_vars = {name: tf.compat.v1.Variable(value, name=name.replace("/", "_")) for name, value in variables.items()}
         saver = tf.compat.v1.train.Saver(var_list=tf_vars)
@@ -347,10 +379,31 @@ def tf_train_folder(tmp_path_factory) -> Path:
             sess.run(tf.compat.v1.global_variables_initializer())
             saver.save(sess, str(train / "snapshot-1000"), write_meta_graph=False)
     (train / "pose_cfg.yaml").write_text(yaml.safe_dump({
-        "net_type": "resnet_50", "num_joints": len(BODYPARTS), "all_joints": [[i] for i in range(len(BODYPARTS))],
+        "net_type": net_type, "num_joints": len(BODYPARTS), "all_joints": [[i] for i in range(len(BODYPARTS))],
         "all_joints_names": BODYPARTS, "mean_pixel": [123.68, 116.779, 103.939], "stride": 8.0,
         "locref_stdev": 7.2801, "location_refinement": True, "dataset_type": "imgaug"}))
     return train
+
+
+@pytest.mark.tf
+def test_dlc2_mobilenet_checkpoint(tmp_path):
+    variables = slim_mobilenet_variables(len(BODYPARTS), 0.35, np.random.default_rng(2))
+    train = write_tf_train_folder(tmp_path / "train", "mobilenet_v2_0.35", variables)
+    test_frames = frames(3, 64, 96)
+    out = from_deeplabcut(train, tmp_path / "m.onnx", frames=test_frames, **QUIET)
+    assert out.spec.provenance["parity"]["passed"] and "batch norm in training mode" in out.spec.provenance["notes"][1]
+    model = PoseModel.load(out.path, device="cpu")
+    together = coords(model.predict(test_frames, color="rgb"))
+    # every frame is normalised by its own statistics: its keypoints do not depend on its batch
+    alone = coords(model.predict(test_frames[1:2], color="rgb"))
+    np.testing.assert_allclose(together[1], alone[0], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tf_train_folder(tmp_path_factory) -> Path:
+    pytest.importorskip("tensorflow")
+    train = tmp_path_factory.mktemp("dlc2") / "dlc-models" / "iteration-0" / "tOct1-trainset80shuffle1" / "train"
+    return write_tf_train_folder(train, "resnet_50", slim_resnet50_variables(len(BODYPARTS), np.random.default_rng(0)))
 
 
 @pytest.mark.tf
@@ -399,8 +452,8 @@ def test_dlc2_unsupported_and_multi_animal(tmp_path):
     train = tmp_path / "train"
     train.mkdir()
     (train / "snapshot-5.index").write_bytes(b"")
-    (train / "pose_cfg.yaml").write_text(yaml.safe_dump({"net_type": "mobilenet_v2_1.0", "all_joints_names": ["a"]}))
-    with pytest.raises(DeepLabCutModelError, match="net_type 'mobilenet_v2_1.0'.*Supported TensorFlow net_types: resnet_101"):
+    (train / "pose_cfg.yaml").write_text(yaml.safe_dump({"net_type": "efficientnet-b0", "all_joints_names": ["a"]}))
+    with pytest.raises(DeepLabCutModelError, match="net_type .efficientnet-b0..*Supported TensorFlow net_types: resnet_101"):
         from_deeplabcut(train, tmp_path / "x.onnx", **QUIET)
     (train / "pose_cfg.yaml").write_text(yaml.safe_dump({"net_type": "resnet_50", "all_joints_names": ["a"],
                                                          "dataset_type": "multi-animal-imgaug"}))

@@ -16,10 +16,10 @@ import numpy as np
 from .dlc3 import Imported
 from .errors import DeepLabCutModelError
 from .graph import Decode, Normalize
-from .slim_nets import RESNET_UNITS, SlimResNet
+from .slim_nets import MOBILENETS, RESNET_UNITS, SlimMobileNetV2, SlimResNet
 from .source import Located, read_yaml
 
-SUPPORTED_TF = tuple(sorted(RESNET_UNITS))
+SUPPORTED_TF = tuple(sorted(RESNET_UNITS) + sorted(MOBILENETS))
 DEFAULT_MEAN_PIXEL = (123.68, 116.779, 103.939)
 
 
@@ -41,7 +41,8 @@ def build_tf(located: Located) -> tuple[Imported, dict[str, Any]]:
                                    + f". Supported TensorFlow net_types: {', '.join(SUPPORTED_TF)} (single animal)")
     read, versions, digest = _reader(located.weights)
     try:
-        net = SlimResNet(read, net_type, bool(cfg.get("location_refinement", False)))
+        kind = SlimResNet if net_type in RESNET_UNITS else SlimMobileNetV2
+        net = kind(read, net_type, bool(cfg.get("location_refinement", False)))
     except KeyError as exc:
         raise DeepLabCutModelError(f"{located.weights}: the checkpoint lacks {exc.args[0]!r}, which a "
                                    f"DeepLabCut 2 {net_type} needs; is pose_cfg.yaml's net_type right?") from None
@@ -58,6 +59,10 @@ def build_tf(located: Located) -> tuple[Imported, dict[str, Any]]:
                     location_refinement=bool(cfg.get("location_refinement", False)))
     notes = ["DeepLabCut 2 runs frames of any size; posezoo pads them bottom/right with black to a multiple of 16, "
              "where TensorFlow's 'SAME' padding is fixed (identical for frames already of that size)"]
+    if net_type in MOBILENETS:
+        notes.append("DeepLabCut 2's MobileNet keeps batch norm in training mode at inference, so each batch is "
+                     "normalised by its own statistics; posezoo normalises every frame by its own, which equals "
+                     "DeepLabCut with batch size 1")
     imported = Imported(net.eval(), keypoints, Normalize(mean), decode, "RGB", 16, net_type, notes)  # type: ignore[arg-type]
     extra = {"project_hint": cfg.get("project_path"), "weights_sha256": digest(), "versions": versions,
              "snapshot_metadata": {}}

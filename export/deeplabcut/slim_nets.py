@@ -123,3 +123,102 @@ class SlimResNet(nn.Module):
         features = self.units(x)
         locref = self.locref_pred(features) if self.locref_pred is not None else None
         return self.part_pred(features), locref
+
+
+# DeepLabCut's MobileNet v2 (its copy of slim's mobilenet_v2, 14th block at stride 1 for output stride 16):
+# (output channels, stride) per expanded_conv block, after the 32-channel stride-2 stem.
+MOBILENET_BLOCKS = [(16, 1), (24, 2), (24, 1), (32, 2), (32, 1), (32, 1), (64, 2), (64, 1), (64, 1), (64, 1),
+                    (96, 1), (96, 1), (96, 1), (160, 1), (160, 1), (160, 1), (320, 1)]
+MOBILENETS = {"mobilenet_v2_1.0": 1.0, "mobilenet_v2_0.75": 0.75, "mobilenet_v2_0.5": 0.5, "mobilenet_v2_0.35": 0.35}
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """slim's channel rounding: nearest multiple of ``divisor``, never more than 10% down."""
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class BatchStatNorm(nn.Module):
+    """slim.batch_norm with is_training=True, as DeepLabCut 2's MobileNet runs even at inference
+    (its training_scope sets it): each frame normalised by its own per-channel mean and (biased)
+    variance, then scaled by gamma and shifted by beta; the moving statistics go unused."""
+
+    def __init__(self, read: Reader, scope: str, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.from_numpy(read(f"{scope}/BatchNorm/gamma")), requires_grad=False)
+        self.beta = nn.Parameter(torch.from_numpy(read(f"{scope}/BatchNorm/beta")), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.instance_norm(x, weight=self.gamma, bias=self.beta, eps=self.eps)
+
+
+class SameConv(nn.Module):
+    """A TF 'SAME' conv + batch-statistics norm + optional ReLU6; stride 2 pads bottom/right only
+    (its input is always even: the spec pads frames to a multiple of 16)."""
+
+    def __init__(self, read: Reader, scope: str, stride: int = 1, depthwise: bool = False, relu6: bool = True) -> None:
+        super().__init__()
+        w = read(f"{scope}/depthwise_weights") if depthwise else read(f"{scope}/weights")
+        k = w.shape[0]
+        self.pad = (0, 1, 0, 1) if stride == 2 else ((k - 1) // 2,) * 4
+        if depthwise:
+            kernel = np.transpose(w, (2, 3, 0, 1)).reshape(-1, 1, k, k)
+        else:
+            kernel = np.transpose(w, (3, 2, 0, 1))
+        groups = kernel.shape[0] if depthwise else 1
+        self.conv = nn.Conv2d(kernel.shape[1] * groups, kernel.shape[0], k, stride=stride, groups=groups, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
+        self.norm = BatchStatNorm(read, scope)
+        self.relu6 = relu6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.pad):
+            x = F.pad(x, self.pad)
+        x = self.norm(self.conv(x))
+        return torch.clamp(x, 0.0, 6.0) if self.relu6 else x
+
+
+class ExpandedConv(nn.Module):
+    def __init__(self, read: Reader, scope: str, cin: int, cout: int, stride: int, expansion: int) -> None:
+        super().__init__()
+        inner = cin if expansion == 1 else make_divisible(cin * expansion)
+        self.expand = SameConv(read, f"{scope}/expand") if inner > cin else None
+        self.depthwise = SameConv(read, f"{scope}/depthwise", stride=stride, depthwise=True)
+        self.project = SameConv(read, f"{scope}/project", relu6=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.expand(x) if self.expand is not None else x
+        y = self.project(self.depthwise(y))
+        return x + y if self.residual else y
+
+
+class SlimMobileNetV2(nn.Module):
+    """DeepLabCut 2's ``mobilenet_v2_*`` backbone (finegrain: the last conv keeps 1280 channels)
+    + its prediction layers."""
+
+    def __init__(self, read: Reader, net_type: str, location_refinement: bool = True) -> None:
+        super().__init__()
+        m = MOBILENETS[net_type]
+        root = "MobilenetV2"
+        cin = make_divisible(32 * m)
+        self.stem = SameConv(read, f"{root}/Conv", stride=2)
+        blocks = []
+        for i, (cout, stride) in enumerate(MOBILENET_BLOCKS):
+            cout = make_divisible(cout * m)
+            scope = f"{root}/expanded_conv" + (f"_{i}" if i else "")
+            blocks.append(ExpandedConv(read, scope, cin, cout, stride, 1 if i == 0 else 6))
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.last = SameConv(read, f"{root}/Conv_1")
+        self.part_pred = SameDeconvHead(read, "pose/part_pred/block4")
+        self.locref_pred = SameDeconvHead(read, "pose/locref_pred/block4") if location_refinement else None
+        self.stride = 8
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.last(self.blocks(self.stem(x)))
+        locref = self.locref_pred(features) if self.locref_pred is not None else None
+        return self.part_pred(features), locref
