@@ -390,8 +390,14 @@ def test_dlc2_mobilenet_checkpoint(tmp_path):
     variables = slim_mobilenet_variables(len(BODYPARTS), 0.35, np.random.default_rng(2))
     train = write_tf_train_folder(tmp_path / "train", "mobilenet_v2_0.35", variables)
     test_frames = frames(3, 64, 96)
-    out = from_deeplabcut(train, tmp_path / "m.onnx", frames=test_frames, **QUIET)
+    out = from_deeplabcut(train, tmp_path / "m.onnx", frames=test_frames, heatmaps=True, **QUIET)
     assert out.spec.provenance["parity"]["passed"] and "batch norm in training mode" in out.spec.provenance["notes"][1]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out.path), providers=["CPUExecutionProvider"])
+    padded = np.zeros((1, 64, 96, 3), np.uint8)
+    keypoints, maps = session.run(["keypoints", "heatmaps"], {"frames": padded})
+    assert maps.shape == (1, 3, 8, 12) and np.all((maps > 0) & (maps < 1))  # stride 8, sigmoid applied
     model = PoseModel.load(out.path, device="cpu")
     together = coords(model.predict(test_frames, color="rgb"))
     # every frame is normalised by its own statistics: its keypoints do not depend on its batch

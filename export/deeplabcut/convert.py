@@ -25,7 +25,7 @@ import torch
 from posezoo.runtime import geometry
 from posezoo.runtime.metrics import to_jsonable
 from posezoo.runtime.model import PoseModel
-from posezoo.runtime.spec import DecodeSpec, InputSpec, PreprocessSpec, Spec
+from posezoo.runtime.spec import DecodeSpec, InputSpec, OutputSpec, PreprocessSpec, Spec
 
 from ..core import ExportError, Exported
 from .dlc3 import Imported
@@ -40,13 +40,14 @@ VARIANT_BOUNDS_PX = {"fp16": 0.2, "int8": 0.5}
 
 
 def from_deeplabcut(source: str | Path, output: str | Path | None = None, *, snapshot: str | int = "best",
-                    tolerance_px: float = 0.5, name: str | None = None, fp16: bool = False, int8: bool = False,
-                    force: bool = False, frames: Sequence[np.ndarray] | None = None,
+                    tolerance_px: float = 0.5, name: str | None = None, heatmaps: bool = False, fp16: bool = False,
+                    int8: bool = False, force: bool = False, frames: Sequence[np.ndarray] | None = None,
                     progress: Callable[[str], None] = print) -> Exported:
     """Import a DeepLabCut model (see `source.LAYOUTS`) into ``output`` (.onnx, written atomically).
 
-    ``frames`` (RGB uint8) replace the project's labeled frames for the parity gate and the int8
-    calibration; without either, synthetic frames are used and the provenance says so.
+    ``heatmaps`` adds the maps as a second output (N, K, h, w). ``frames`` (RGB uint8) replace the
+    project's labeled frames for the parity gate and the int8 calibration; without either,
+    synthetic frames are used and the provenance says so.
     """
     located = locate(source, snapshot)
     progress(f"DeepLabCut {located.engine} model: {located.weights} ({located.snapshot})")
@@ -58,7 +59,11 @@ def from_deeplabcut(source: str | Path, output: str | Path | None = None, *, sna
     if output.suffix != ".onnx":
         raise ValueError(f"--output must end in .onnx, got {output}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    graph = DeepLabCutGraph(imported.net, imported.normalize, imported.decode).eval()
+    graph = DeepLabCutGraph(imported.net, imported.normalize, imported.decode, heatmaps).eval()
+    if heatmaps:
+        spec.outputs["heatmaps"] = OutputSpec("heatmaps", ["batch", len(spec.keypoints), "heatmap_height", "heatmap_width"],
+                                              "per-keypoint maps at the decode stride, as DeepLabCut scores them "
+                                              f"({'sigmoid' if imported.decode.sigmoid else 'raw'})")
     gate, frames_note = _gate_frames(frames, project_cfg)
     spec.provenance = _provenance(located, imported, project_cfg, project, extra)
     with tempfile.TemporaryDirectory(prefix=".posezoo-export-", dir=output.parent) as tmpdir:
@@ -240,7 +245,8 @@ def predict_torch(graph: DeepLabCutGraph, spec: Spec, frames: Sequence[np.ndarra
     with torch.no_grad():
         for frame in frames:
             tensor, plan = geometry.prepare(frame, spec.input, spec.preprocess, color="rgb")
-            kp = graph(torch.from_numpy(tensor)[None]).numpy()[0]
+            result = graph(torch.from_numpy(tensor)[None])
+            kp = (result[0] if isinstance(result, tuple) else result).numpy()[0]
             out.append(plan.to_frame(kp))
     return np.stack(out)
 

@@ -40,10 +40,11 @@ class Normalize:
 class DeepLabCutGraph(nn.Module):
     """``net(x) -> (heatmaps (N, K, h, w), locref (N, 2K, h, w) or None)`` wrapped for export."""
 
-    def __init__(self, net: nn.Module, normalize: Normalize, decode: Decode) -> None:
+    def __init__(self, net: nn.Module, normalize: Normalize, decode: Decode, heatmaps: bool = False) -> None:
         super().__init__()
         self.net = net.eval()
         self.decode = decode
+        self.heatmaps = heatmaps
         self.scale = normalize.scale
         self.register_buffer("mean", torch.tensor(normalize.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1))
@@ -54,7 +55,7 @@ class DeepLabCutGraph(nn.Module):
             x = x * self.scale
         return self.net((x - self.mean) / self.std)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         heat, locref = self.maps(frames)
         d = self.decode
         n, k, h, w = heat.shape
@@ -75,14 +76,21 @@ class DeepLabCutGraph(nn.Module):
             y = y + vec[..., 1] * d.locref_std
         if d.clip:
             score = torch.clamp(score, 0.0, 1.0)
-        return torch.stack([x, y, score], dim=-1)
+        keypoints = torch.stack([x, y, score], dim=-1)
+        if self.heatmaps:
+            return keypoints, torch.sigmoid(heat) if d.sigmoid else heat
+        return keypoints
 
 
 def export_onnx(graph: DeepLabCutGraph, input_name: str, path: Path, example_hw: tuple[int, int] = (160, 192)) -> None:
     """Trace ``graph`` into ``path`` with dynamic batch, height and width."""
     example = torch.zeros((1, *example_hw, 3), dtype=torch.uint8)
     dynamic = {input_name: {0: "batch", 1: "height", 2: "width"}, "keypoints": {0: "batch"}}
+    outputs = ["keypoints"]
+    if graph.heatmaps:
+        outputs.append("heatmaps")
+        dynamic["heatmaps"] = {0: "batch", 2: "heatmap_height", 3: "heatmap_width"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes on shape arithmetic: the parity gate covers them
-        torch.onnx.export(graph.eval(), (example,), str(path), input_names=[input_name], output_names=["keypoints"],
+        torch.onnx.export(graph.eval(), (example,), str(path), input_names=[input_name], output_names=outputs,
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
