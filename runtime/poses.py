@@ -165,6 +165,8 @@ class Poses:
 
     def __getitem__(self, frames: int | slice | Sequence[int] | np.ndarray) -> Poses:
         """The `Poses` of some frames (an int keeps the frame axis, with one frame)."""
+        if isinstance(frames, tuple):
+            raise TypeError("Poses[...] selects frames only; index the arrays (.coords, .xy, .scores) for more")
         sel: Any = [frames] if isinstance(frames, (int, np.integer)) else frames
         if isinstance(sel, slice):
             rows = np.arange(len(self))[sel]

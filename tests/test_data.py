@@ -254,12 +254,12 @@ def test_loader_shapes_and_consistency(marker_set) -> None:
     assert b["heatmap"].shape == (4, 6, 12, 16) and b["heatmap"].dtype == np.float32
     assert b["locref"].shape == (4, 6, 2, 12, 16) and b["locref"].dtype == np.float32
     assert b["locref_mask"].shape == (4, 6, 12, 16) and b["weight"].shape == (4, 6)
-    assert b["keypoints"].shape == (4, 6, 2) and b["keypoints"].dtype == np.float32
+    assert b["coords"].shape == (4, 6, 2) and b["coords"].dtype == np.float32
     for batch in batches:  # targets agree with the keypoints they came from
         dec = decode(batch["heatmap"], batch["locref"], 8)
         on = batch["weight"] == 1
-        np.testing.assert_array_equal(on, np.isfinite(batch["keypoints"]).all(axis=2))
-        assert np.abs(dec[..., :2][on] - batch["keypoints"][on]).max() < 0.01
+        np.testing.assert_array_equal(on, np.isfinite(batch["coords"]).all(axis=2))
+        assert np.abs(dec[..., :2][on] - batch["coords"][on]).max() < 0.01
     assert len(make_loader(images, kps, drop_last=False, batch_size=3)) == 4
     assert [len(x["image"]) for x in make_loader(images, kps, drop_last=False, batch_size=3)] == [3, 3, 3, 1]
 
@@ -343,7 +343,7 @@ def test_openfield_frames_through_the_loader(openfield_dir: Path) -> None:
             # The open-field mouse fits a 256 px crop, so every labeled keypoint survives.
             assert batch["weight"].all()
             dec = decode(batch["heatmap"], batch["locref"], 8)
-            assert np.abs(dec[..., :2] - batch["keypoints"]).max() < 0.01
-        out = np.concatenate([b["keypoints"] for b in batches])
+            assert np.abs(dec[..., :2] - batch["coords"]).max() < 0.01
+        out = np.concatenate([b["coords"] for b in batches])
         # Mirroring flips handedness; swapping left/right restores it. Rotation never changes it.
         np.testing.assert_array_equal(side(out, 1), expect)

@@ -13,9 +13,16 @@ from onnx_models import CHANNELS, make_pose_onnx, paint_dots
 from posezoo.runtime import PoseModel
 from posezoo.runtime.cli import main
 from posezoo.runtime.evaluate import evaluate_model, format_metrics, predict_images
-from posezoo.runtime.results import LabeledTable, write_labeled_table
+from posezoo.runtime.io import save_poses
+from posezoo.runtime.poses import Poses
 
 SHIFT = np.array([3.0, 4.0])  # labels sit 3 px right and 4 px below the dots: every error is 5 px
+
+
+def _labels(xy: np.ndarray, keypoints: list[str] = list(CHANNELS), images: list[str] | None = None) -> Poses:
+    """(n, K, 2) positions as labels of one unnamed animal."""
+    coords = np.concatenate([xy, np.where(np.isfinite(xy[..., :1]), 1.0, np.nan)], axis=-1)[:, None]
+    return Poses(coords, keypoints, images=images, scorer="me", kind="labels")
 
 
 def _dots(n: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
@@ -43,9 +50,7 @@ def project(tmp_path_factory) -> tuple[Path, np.ndarray]:
         images.append(f"labeled-data/cam1/img{i:03d}.png")
     labels = truth + SHIFT
     labels[2, 1] = np.nan  # one unlabeled keypoint
-    table = LabeledTable(images=images, bodyparts=list(CHANNELS), individuals=["single"], scorer="me",
-                         coords=labels[:, None])
-    write_labeled_table(folder / "CollectedData_me.h5", table)
+    save_poses(_labels(labels, images=images), folder / "CollectedData_me.h5")
     config = {"Task": "dots", "scorer": "me", "bodyparts": list(CHANNELS), "skeleton": [["red", "green"]],
               "pcutoff": 0.5, "TrainingFraction": [0.8], "multianimalproject": False}
     (root / "config.yaml").write_text(yaml.safe_dump(config))
@@ -61,16 +66,19 @@ def test_evaluate_model_exact_and_shifted(model_path):
     model = PoseModel.load(model_path, device="cpu")
     frames, truth = _dots(6, seed=3)
     rgb = [f[..., ::-1].copy() for f in frames]
-    perfect = evaluate_model(model, rgb, truth, batch_size=4)
+    perfect, _ = evaluate_model(model, rgb, _labels(truth), batch_size=4)
     assert perfect["rmse"] == 0.0 and perfect["mAP"] == pytest.approx(100.0) and perfect["mAR"] == pytest.approx(100.0)
-    shifted = evaluate_model(model, iter(frames), truth + SHIFT, color="bgr")
+    shifted, pred = evaluate_model(model, iter(frames), _labels(truth + SHIFT), color="bgr")
+    np.testing.assert_array_equal(pred.xy[:, 0], truth)
     assert shifted["rmse"] == pytest.approx(5.0) and shifted["per_keypoint_rmse"] == pytest.approx([5.0] * 3)
     assert shifted["pcutoff"] == model.spec.pcutoff and shifted["keypoints"] == list(CHANNELS)
     # RGB frames fed as BGR swap red and blue: the colour order really reaches the model.
-    assert evaluate_model(model, rgb, truth, color="bgr")["per_keypoint_rmse"][0] > 5
-    np.testing.assert_array_equal(predict_images(model, frames, color="bgr", batch_size=5)[:, :, :2], truth)
-    with pytest.raises(ValueError, match=r"expected \(images, 3 keypoints"):
-        evaluate_model(model, rgb, truth[:, :2])
+    assert evaluate_model(model, rgb, _labels(truth), color="bgr")[0]["per_keypoint_rmse"][0] > 5
+    np.testing.assert_array_equal(predict_images(model, frames, color="bgr", batch_size=5).xy[:, 0], truth)
+    with pytest.raises(ValueError, match=r"6 predicted frames for 4 labeled ones"):
+        evaluate_model(model, rgb, _labels(truth[:4]))
+    with pytest.raises(ValueError, match=r"no keypoints \['nose'\]"):
+        evaluate_model(model, rgb, _labels(truth[:, :2], ["red", "nose"]))
     text = format_metrics(shifted, model.keypoints)
     assert "RMSE 5.00 px" in text and "mAP" in text
     assert [line.split()[:2] for line in text.splitlines()[-3:]] == [["red", "5.00"], ["green", "5.00"], ["blue", "5.00"]]
@@ -138,9 +146,8 @@ def test_cli_evaluate_project_without_the_models_bodyparts(model_path, tmp_path,
     frames, truth = _dots(2)
     for i, frame in enumerate(frames):
         cv2.imwrite(str(folder / f"img{i}.png"), frame)
-    table = LabeledTable(images=[f"labeled-data/cam1/img{i}.png" for i in range(2)], bodyparts=["red", "nose"],
-                         individuals=["single"], scorer="me", coords=truth[:, None, :2])
-    write_labeled_table(folder / "CollectedData_me.h5", table)
+    save_poses(_labels(truth[:, :2], ["red", "nose"], [f"labeled-data/cam1/img{i}.png" for i in range(2)]),
+               folder / "CollectedData_me.h5")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"scorer": "me", "bodyparts": ["red", "nose"]}))
     assert main(["evaluate", str(model_path), str(tmp_path), "--split", "all"]) == 2
     err = capsys.readouterr().err
@@ -160,7 +167,8 @@ def test_runtime_evaluation_of_an_export_matches_the_training_run(tmp_path, caps
     """Train 1 epoch, export, then `posezoo evaluate MODEL PROJECT --split-file run/split.json` must
     give the numbers the training backend computed (same spec, same split, same metrics module)."""
     pytest.importorskip("torch")
-    from posezoo.training.api import export, train
+    from posezoo.export import export
+    from posezoo.training.api import train
     from posezoo.training.synthetic import make_project
 
     project = make_project(tmp_path / "proj", n_frames=12, video_frames=10)

@@ -11,9 +11,8 @@ from posezoo.export import ExportError, export  # noqa: E402
 from posezoo.runtime import PoseModel, read_spec  # noqa: E402
 from posezoo.runtime.session import ModelLoadError  # noqa: E402
 from posezoo.runtime.spec import SpecError  # noqa: E402
+from posezoo.training.loop import load_predictor  # noqa: E402
 from posezoo.training.run import load_run  # noqa: E402
-from posezoo.training.torch.infer import predict_frames  # noqa: E402
-from posezoo.training.torch.train import load_net  # noqa: E402
 
 QUIET = {"progress": lambda _msg: None}
 
@@ -21,17 +20,17 @@ QUIET = {"progress": lambda _msg: None}
 def test_exported_model_matches_framework_on_frames(trained_run, exported_model):
     run = load_run(trained_run)
     frames = run.frames(list(range(0, 48, 5)))
-    framework = predict_frames(load_net(run), frames, run.spec)
+    predict, _ = load_predictor(run)
+    framework = predict(frames).coords
     model = PoseModel.load(exported_model, device="cpu")
-    onnx_rgb = model.predict(frames, color="rgb")
+    onnx_rgb = model.predict(frames, color="rgb").coords
     bgr = [f[..., ::-1].copy() for f in frames]
-    np.testing.assert_allclose(model.predict(bgr), onnx_rgb, atol=1e-4)
+    np.testing.assert_allclose(model.predict(bgr).coords, onnx_rgb, atol=1e-4)
     assert np.abs(onnx_rgb[..., :2] - framework[..., :2]).max() < 0.05
     np.testing.assert_allclose(onnx_rgb[..., 2], framework[..., 2], atol=1e-4)
     # A frame of another size goes through the dynamic spatial axes.
     big = np.pad(frames[0], ((0, 40), (0, 24), (0, 0)))
-    np.testing.assert_allclose(model.predict(big, color="rgb")[0, :, :2],
-                               predict_frames(load_net(run), [big], run.spec)[0, :, :2], atol=0.05)
+    np.testing.assert_allclose(model.predict(big, color="rgb").xy, predict([big]).xy, atol=0.05)
 
 
 def test_spec_carries_provenance_and_parity(trained_run, exported_model):
@@ -51,7 +50,7 @@ def test_heatmaps_output_and_variants(tmp_path, trained_run):
     outputs = {o.name: o.shape for o in model.session.get_outputs()}
     assert set(outputs) == {"keypoints", "heatmaps"} and "heatmaps" in model.spec.outputs
     frame = load_run(trained_run).frames([0])[0]
-    heat = model.session.run(["heatmaps"], {"frames": model.prepare_batch([frame], model.plan_for(*frame.shape[:2]), "rgb")})[0]
+    heat = model.session.run(["heatmaps"], {"frames": model.prepare([frame], "rgb").tensor})[0]
     assert heat.shape[1] == 4 and 0.0 <= heat.min() and heat.max() <= 1.0
     for name in ("fp16", "int8"):
         path = result.variants[name]
@@ -59,7 +58,7 @@ def test_heatmaps_output_and_variants(tmp_path, trained_run):
         variant = PoseModel.load(path)
         acc = variant.spec.provenance["variant_accuracy"]
         assert variant.spec.provenance["precision"] == name and np.isfinite(acc["rmse_change_px"])
-        assert variant.predict(frame, color="rgb").shape == (1, 4, 3)
+        assert variant.predict(frame, color="rgb").coords.shape == (1, 1, 4, 3)
     ops = {n.op_type for n in onnx.load(result.variants["int8"]).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
 

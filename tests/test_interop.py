@@ -12,7 +12,7 @@ import pytest
 from dot_videos import write_dot_video
 from onnx_models import make_pose_onnx
 from posezoo.runtime.cli import main
-from posezoo.runtime.results import read_results
+from posezoo.runtime.io import load_poses as read_poses
 from posezoo.runtime.video import analyze_video
 
 SCORER = "DLC_posezoo_brightest-pixel"
@@ -78,7 +78,8 @@ def test_nwb_output_loads_in_pynwb_and_movement(analysed, tmp_path):
     ds = load_poses.from_nwb_file(nwb)
     np.testing.assert_allclose(ds.position.sel(keypoints="blue", space="x").values[:, 0], truth[:, 2, 0])
     # The same numbers as the .h5.
-    np.testing.assert_allclose(read_results(tmp_path / f"m1{SCORER}.h5").coords[:, 2, :2], truth[:, 2])
+    np.testing.assert_allclose(read_poses(tmp_path / f"m1{SCORER}.h5").xy[:, 0, 2], truth[:, 2])
+    np.testing.assert_array_equal(read_poses(nwb).coords, read_poses(tmp_path / f"m1{SCORER}.h5").coords)
 
 
 def test_nwb_without_its_packages_names_the_extra(analysed, tmp_path):
@@ -95,7 +96,7 @@ def test_nwb_without_its_packages_names_the_extra(analysed, tmp_path):
 def test_analysis_modules_stay_light():
     """The acquisition-PC install: no torch/TF, and NWB/matplotlib only when asked for."""
     code = ("import sys; import posezoo.runtime.video, posezoo.runtime.evaluate, posezoo.runtime.draw, "
-            "posezoo.runtime.cli_analysis, posezoo.runtime.nwb, posezoo.runtime.plots; "
+            "posezoo.runtime.cli.analysis, posezoo.runtime.io.nwb, posezoo.runtime.plots; "
             "from posezoo.runtime.cli import build_parser; build_parser(); "
             "bad = {'torch', 'tensorflow', 'pynwb', 'ndx_pose', 'matplotlib', 'posezoo.training'} & set(sys.modules); "
             "assert not bad, bad")

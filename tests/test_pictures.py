@@ -11,8 +11,8 @@ from dot_videos import write_dot_video
 from onnx_models import make_pose_onnx
 from posezoo.runtime.cli import main
 from posezoo.runtime.draw import draw_comparison, draw_pose, keypoint_colors, label_video, rainbow
-from posezoo.runtime.plots import PLOT_FILES, plot_results
-from posezoo.runtime.results import read_results, write_results
+from posezoo.runtime.io import load_poses
+from posezoo.runtime.plots import PLOT_FILES, plot_poses
 from posezoo.runtime.video import analyze_video
 
 
@@ -71,11 +71,9 @@ def analysed(tmp_path):
 
 def test_label_video_draws_each_row_on_its_frame(analysed, tmp_path):
     _, video, truth, h5 = analysed
-    res = read_results(h5)
-    coords = res.coords.copy()
-    coords[5, :, 2] = 0.2  # frame 5 under pcutoff: must come out untouched
-    low = write_results(tmp_path / "low.h5", coords, res.bodyparts, res.scorer)
-    out = label_video(low, video, tmp_path / "labeled.avi", pcutoff=0.5, skeleton=[["red", "blue"]],
+    poses = load_poses(h5)
+    poses.coords[5, ..., 2] = 0.2  # frame 5 under pcutoff: must come out untouched
+    out = label_video(poses, video, tmp_path / "labeled.avi", pcutoff=0.5, skeleton=[["red", "blue"]],
                       codec="FFV1", progress=False)
     original, labeled = _frames(video), _frames(out)
     assert len(labeled) == len(original) == 12
@@ -102,7 +100,7 @@ def test_label_video_cli_with_a_model_analyses_first(analysed, tmp_path, capsys)
 
 def test_plots_are_written_as_pngs(analysed, tmp_path, capsys):
     _, _, _, h5 = analysed
-    paths = plot_results(h5, tmp_path / "plots", pcutoff=0.5)
+    paths = plot_poses(load_poses(h5), tmp_path / "plots", pcutoff=0.5)
     assert [p.name for p in paths] == list(PLOT_FILES)
     red = np.array(keypoint_colors(3)[0])
     for path in paths:

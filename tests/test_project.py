@@ -24,15 +24,15 @@ from posezoo.training.project import (
 
 def test_openfield(openfield_dir: Path) -> None:
     p = load_project(openfield_dir)
-    assert len(p.images) == 116 and p.keypoints.shape == (116, 4, 2)
-    assert p.bodyparts == ["snout", "leftear", "rightear", "tailbase"]
-    assert p.scorer == "Pranav" and p.skeleton == [] and p.pcutoff == 0.4
-    assert p.training_fraction == 0.95
+    assert len(p.images) == 116 and p.labels.xy[:, 0].shape == (116, 4, 2)
+    assert p.keypoints == ["snout", "leftear", "rightear", "tailbase"]
+    assert p.config.scorer == "Pranav" and p.labels.skeleton == [] and p.pcutoff == 0.4
+    assert p.config.training_fraction == 0.95
     assert p.images[0] == "labeled-data/m4s1/img0000.png" and p.images == sorted(p.images)
-    np.testing.assert_allclose(p.keypoints[0, 0], [21.521, 265.428])
+    np.testing.assert_allclose(p.labels.xy[:, 0][0, 0], [21.521, 265.428])
     # every value equals the raw DLC table (read by pandas alone) in config order
     raw = pd.read_hdf(openfield_dir / "labeled-data/m4s1/CollectedData_Pranav.h5")["Pranav"]
-    np.testing.assert_array_equal(p.keypoints.reshape(116, -1), raw.to_numpy())
+    np.testing.assert_array_equal(p.labels.xy[:, 0].reshape(116, -1), raw.to_numpy())
     img = p.load_image(5)
     assert img.shape == (480, 640, 3) and img.dtype == np.uint8
     assert p.image_path(5) == openfield_dir.resolve() / "labeled-data/m4s1/img0005.png"
@@ -110,17 +110,17 @@ def test_tmp_project_reads_all_folders(tmp_path: Path) -> None:
     assert p.images == ["labeled-data/a/img3.png", "labeled-data/a/img7.png",
                         "labeled-data/a-b/img1.png", "labeled-data/a-b/img2.png",
                         "labeled-data/c/img0.png"]
-    assert p.bodyparts == BODYPARTS and p.skeleton == [(0, 1), (0, 2)]
-    assert p.pcutoff == 0.5 and p.training_fraction == 0.8
-    assert p.keypoints.shape == (5, 3, 2)
+    assert p.keypoints == BODYPARTS and p.labels.skeleton == [("nose", "left"), ("nose", "right")]
+    assert p.pcutoff == 0.5 and p.config.training_fraction == 0.8
+    assert p.labels.xy[:, 0].shape == (5, 3, 2)
     # reordered to config order: folder a-b was written as right, nose, left
     ab = _table("a-b", ["img2.png", "img1.png"], ["right", "nose", "left"], "Ann", 1)["Ann"]
-    np.testing.assert_array_equal(p.keypoints[3, 0], ab.loc["labeled-data/a-b/img2.png", "nose"])
-    np.testing.assert_array_equal(p.keypoints[2, 2], ab.loc["labeled-data/a-b/img1.png", "right"])
-    assert np.isnan(p.keypoints[3, 2]).all()  # 'right' of img2 was NaN in the written table
-    assert np.isnan(p.keypoints[1, 0]).all()  # img7 was the first row of folder a: NaN labels
+    np.testing.assert_array_equal(p.labels.xy[:, 0][3, 0], ab.loc["labeled-data/a-b/img2.png", "nose"])
+    np.testing.assert_array_equal(p.labels.xy[:, 0][2, 2], ab.loc["labeled-data/a-b/img1.png", "right"])
+    assert np.isnan(p.labels.xy[:, 0][3, 2]).all()  # 'right' of img2 was NaN in the written table
+    assert np.isnan(p.labels.xy[:, 0][1, 0]).all()  # img7 was the first row of folder a: NaN labels
     a = _table("a", ["img7.png", "img3.png"], BODYPARTS, "Ann", 2)["Ann"]
-    np.testing.assert_allclose(p.keypoints[0].ravel(), a.loc["labeled-data/a/img3.png"].to_numpy())
+    np.testing.assert_allclose(p.labels.xy[:, 0][0].ravel(), a.loc["labeled-data/a/img3.png"].to_numpy())
     # frames of different sizes, RGB order
     big, small = p.load_image(4), p.load_image(0)
     assert big.shape == (40, 48, 3) and small.shape == (24, 32, 3)
@@ -141,7 +141,7 @@ def test_errors_name_file_and_problem(tmp_path: Path) -> None:
         load_project(root)
 
     root = _make_project(tmp_path / "p3", multianimalproject=True)
-    with pytest.raises(ProjectError, match=r"multi-animal projects .* not supported"):
+    with pytest.raises(ProjectError, match=r"p3/config\.yaml: 'multianimalbodyparts' must be a non-empty list"):
         load_project(root)
 
     root = _make_project(tmp_path / "p4", scorer="Bob")
@@ -159,7 +159,7 @@ def test_errors_name_file_and_problem(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match=r"CollectedData_Ann\.(h5|csv).*missing bodyparts \['tail'\]"):
         load_project(root)
 
-    root = _make_project(tmp_path / "p7", bodyparts=["nose", "left"])
+    root = _make_project(tmp_path / "p7", bodyparts=["nose", "left"], skeleton=[["nose", "left"]])
     with pytest.raises(ProjectError, match=r"not in the requested list \['right'\]"):
         load_project(root)
 

@@ -37,11 +37,11 @@ def test_predict_identity_geometry_bgr_and_rgb(tmp_path):
     model = PoseModel.load(make_pose_onnx(tmp_path / "m.onnx"), device="cpu")
     assert model.keypoints == ["red", "green", "blue"] and model.device == "cpu"
     frame = paint_dots(np.zeros((50, 70, 3), np.uint8), DOTS, color="bgr")
-    np.testing.assert_array_equal(model(frame)[:, :2], np.array(list(DOTS.values()), np.float32))
+    np.testing.assert_array_equal(model(frame).coords[0, 0, :, :2], np.array(list(DOTS.values()), np.float32))
     rgb = frame[..., ::-1].copy()
-    np.testing.assert_array_equal(model.predict(rgb, color="rgb")[0], model.predict(frame)[0])
+    np.testing.assert_array_equal(model.predict(rgb, color="rgb").coords, model.predict(frame).coords)
     # Feeding RGB as if it were BGR swaps red and blue: the colour order really is applied.
-    swapped = model.predict(rgb, color="bgr")[0]
+    swapped = model.predict(rgb, color="bgr").coords[0, 0]
     assert tuple(swapped[0, :2]) == DOTS["blue"] and tuple(swapped[2, :2]) == DOTS["red"]
 
 
@@ -50,7 +50,7 @@ def test_predict_half_scale_maps_back_to_frame_pixels(tmp_path):
     model = PoseModel.load(make_pose_onnx(tmp_path / "m.onnx", spec))
     dots = {"red": (10, 20), "green": (40, 6), "blue": (98, 62)}  # even: 2x2 blocks map to one pixel
     frame = paint_dots(np.zeros((64, 100, 3), np.uint8), dots, block=2)
-    kp = model.predict(frame)[0]
+    kp = model.predict(frame).coords[0, 0]
     expected = np.array(list(dots.values()), np.float32) + 0.5  # centre of the 2x2 block
     np.testing.assert_allclose(kp[:, :2], expected, atol=1e-5)
     np.testing.assert_allclose(kp[:, 2], 1.0, atol=1e-6)
@@ -62,13 +62,13 @@ def test_batch_of_mixed_sizes_and_crop(tmp_path):
     a = paint_dots(np.zeros((60, 90, 3), np.uint8), DOTS)
     other = {"red": (50, 33), "green": (6, 4), "blue": (70, 50)}
     b = paint_dots(np.zeros((120, 200, 3), np.uint8), other)
-    kp = model.predict([a, b, a])
+    kp = model.predict([a, b, a]).coords[:, 0]
     np.testing.assert_array_equal(kp[0, :, :2], list(DOTS.values()))
     np.testing.assert_array_equal(kp[1, :, :2], list(other.values()))
     np.testing.assert_array_equal(kp[2], kp[0])
     # A dot outside the crop window cannot be found.
     c = paint_dots(np.zeros((60, 90, 3), np.uint8), {"red": (2, 1)})
-    assert model(c)[0, 2] == 0.0
+    assert model(c).coords[0, 0, 0, 2] == 0.0
 
 
 def test_fixed_size_letterbox_and_fixed_batch(tmp_path):
@@ -77,7 +77,7 @@ def test_fixed_size_letterbox_and_fixed_batch(tmp_path):
     model = PoseModel.load(make_pose_onnx(tmp_path / "m.onnx", spec, size=(32, 48), batch=1))
     frame = paint_dots(np.zeros((64, 64, 3), np.uint8), {"red": (20, 40)}, block=2)  # scale 0.5
     frames = np.stack([frame, frame])
-    kp = model.predict(frames)
+    kp = model.predict(frames).coords[:, 0]
     assert kp.shape == (2, 3, 3)
     np.testing.assert_allclose(kp[:, 0, :2], [[20.5, 40.5]] * 2)
 

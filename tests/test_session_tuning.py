@@ -9,7 +9,7 @@ from dot_videos import write_dot_video
 from onnx_models import make_pose_onnx, paint_dots
 from posezoo.runtime import PoseModel
 from posezoo.runtime.cli import main
-from posezoo.runtime.results import read_results
+from posezoo.runtime.io import load_poses
 from posezoo.runtime.session import SessionSettings
 from posezoo.runtime.video import analyze_video, load_meta
 
@@ -25,38 +25,38 @@ def _dot_batch(n: int, h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return frames, truth
 
 
-def test_static_session_matches_the_dynamic_one_across_rebound_buffers(tmp_path):
+def test_pooled_batches_run_on_a_static_session_that_rebinds_buffers(tmp_path):
     model = PoseModel.load(make_pose_onnx(tmp_path / "m.onnx"), device="cpu")
-    fixed = model.static_session(4, 30, 40)
-    assert fixed is model.static_session(4, 30, 40)  # cached per shape
-    plan = model.plan_for(30, 40)
-    assert fixed.shape == (4, *plan.tensor, 3) == (4, 32, 64, 3)  # padded to the spec's multiple of 32
     frames_a, truth_a = _dot_batch(4, 30, 40, seed=1)
     frames_b, truth_b = _dot_batch(4, 30, 40, seed=2)
-    a = model.prepare_batch(frames_a, plan, "rgb")
-    b = model.prepare_batch(frames_b, plan, "rgb")
+    pool = [np.empty((4, 32, 64, 3), np.uint8) for _ in range(2)]  # padded to the spec's multiple of 32
+    a = model.prepare(frames_a, "rgb", out=pool[0])
+    b = model.prepare(frames_b, "rgb", out=pool[1])
+    assert a.pooled and not model.prepare(frames_a, "rgb").pooled
     # A, B, A again: each run must read the buffer it was given, not the one bound before.
-    for tensor, truth in ((a, truth_a), (b, truth_b), (a, truth_a)):
-        out = plan.to_frame(fixed.run(tensor))
-        np.testing.assert_array_equal(out[..., :2], truth)
-        np.testing.assert_array_equal(out, plan.to_frame(model.run_tensor(tensor)))
-    with pytest.raises(ValueError, match="C-contiguous uint8"):
-        fixed.run(a[:3])
-    with pytest.raises(ValueError, match="C-contiguous uint8"):
-        fixed.run(np.ascontiguousarray(a.transpose(0, 2, 1, 3)))
-
-
-def test_static_session_fixes_the_graph_dimensions(tmp_path):
-    model = PoseModel.load(make_pose_onnx(tmp_path / "m.onnx"), device="cpu")
-    fixed = model.static_session(2, 24, 16)
-    assert fixed.session.get_inputs()[0].shape == [2, 32, 32, 3]
+    for batch, truth in ((a, truth_a), (b, truth_b), (a, truth_a)):
+        out = model.postprocess(model.infer(batch), batch)
+        np.testing.assert_array_equal(out.xy[:, 0], truth)
+        unpooled = model.prepare(frames_a if truth is truth_a else frames_b, "rgb")
+        np.testing.assert_array_equal(out.coords, model.postprocess(model.infer(unpooled), unpooled).coords)
+    assert model.static_shapes() == [(4, 32, 64, 3)]
+    fixed = model._static[(4, 32, 64, 3)]
+    assert fixed.session.get_inputs()[0].shape == [4, 32, 64, 3]
     assert model.session.get_inputs()[0].shape == ["batch", "height", "width", 3]
+    partial = model.prepare(frames_b[:3], "rgb", out=pool[0])  # a last, partial batch: rows past 3 are stale
+    np.testing.assert_array_equal(model.postprocess(model.infer(partial), partial).xy[:, 0], truth_b[:3])
+    with pytest.raises(ValueError, match=r"the buffer has shape"):
+        model.prepare(frames_a, "rgb", out=pool[0][:3])
 
 
 def test_fixed_batch_graph_has_no_static_session_for_another_batch(tmp_path):
     model = PoseModel.load(make_pose_onnx(tmp_path / "m.onnx", size=(32, 48), batch=1), device="cpu")
-    assert model.static_session(4, 32, 48) is None
-    assert model.static_session(1, 32, 48).shape == (1, 32, 48, 3)
+    frames = [np.zeros((32, 48, 3), np.uint8)] * 4
+    batch = model.prepare(frames, out=np.empty((4, 32, 48, 3), np.uint8))
+    assert len(model.infer(batch)) == 4 and model.static_shapes() == []  # run frame by frame instead
+    one = model.prepare(frames[:1], out=np.empty((1, 32, 48, 3), np.uint8))
+    model.infer(one)
+    assert model.static_shapes() == [(1, 32, 48, 3)]
 
 
 def test_settings_reach_the_session_options():
@@ -77,7 +77,7 @@ def test_every_setting_predicts_the_same_keypoints(tmp_path, settings):
     path = make_pose_onnx(tmp_path / "m.onnx")
     frames, truth = _dot_batch(3, 30, 40, seed=3)
     model = PoseModel.load(path, device="cpu", threads=1, **settings)
-    np.testing.assert_array_equal(model.predict(frames, color="rgb")[..., :2], truth)
+    np.testing.assert_array_equal(model.predict(frames, color="rgb").xy[:, 0], truth)
 
 
 def test_static_and_dynamic_video_analysis_agree(tmp_path):
@@ -86,8 +86,9 @@ def test_static_and_dynamic_video_analysis_agree(tmp_path):
     truth = write_dot_video(video, n=23, size=(40, 56))  # 23 = 5 batches of 4 + a partial one of 3
     tables = {}
     for static in (True, False):
-        h5 = analyze_video(path, video, tmp_path / str(static), batch_size=4, progress=False, static=static)
-        tables[static] = read_results(h5).coords
+        model = PoseModel.load(path, device="cpu", static=static)
+        h5 = analyze_video(model, video, tmp_path / str(static), batch_size=4, progress=False)
+        tables[static] = load_poses(h5).coords[:, 0]
         assert load_meta(h5)["session"]["static"] is static
     np.testing.assert_array_equal(tables[True], tables[False])
     np.testing.assert_array_equal(tables[True][..., :2], truth)
@@ -101,7 +102,7 @@ def test_cli_runtime_options_are_applied_and_recorded(tmp_path, capsys):
                  "--no-spin", "--no-arena", "--optimization", "basic", "--no-static"])
     assert code == 0, capsys.readouterr()
     (h5,) = (tmp_path / "out").glob("*.h5")
-    np.testing.assert_array_equal(read_results(h5).coords[..., :2], truth)
+    np.testing.assert_array_equal(load_poses(h5).coords[:, 0][..., :2], truth)
     assert load_meta(h5)["session"] == {"threads": 1, "spin": False, "optimization": "basic", "arena": False,
                                         "static": False}
     with pytest.raises(SystemExit) as exc:

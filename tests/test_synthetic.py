@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from posezoo.runtime.results import read_labeled_table
+from posezoo.runtime.io import load_poses
 from posezoo.training.project import load_project, read_rgb
 from posezoo.training.synthetic import (
     SUPPORTED_BODYPARTS,
@@ -69,14 +69,14 @@ def test_config_is_a_dlc_config(project: Path) -> None:
 def test_reads_back_through_load_project(project: Path) -> None:
     p = load_project(project)
     assert len(p) == N_FRAMES
-    assert p.bodyparts == ["snout", "leftear", "rightear", "tailbase"]
+    assert p.keypoints == ["snout", "leftear", "rightear", "tailbase"]
     assert p.images == [f"labeled-data/{VIDEO_NAME}/img{i:04d}.png" for i in range(N_FRAMES)]
-    np.testing.assert_array_equal(p.keypoints, _labels(project))
-    assert not np.isnan(p.keypoints).any()
-    assert p.pcutoff == 0.6 and p.training_fraction == 0.95
+    np.testing.assert_array_equal(p.labels.xy[:, 0], _labels(project))
+    assert not np.isnan(p.labels.xy[:, 0]).any()
+    assert p.pcutoff == 0.6 and p.config.training_fraction == 0.95
     # The .csv copy holds the same labels as the .h5.
-    csv = read_labeled_table(project / "labeled-data" / VIDEO_NAME / "CollectedData_synthetic.csv")
-    np.testing.assert_allclose(csv.coords[:, 0], p.keypoints, rtol=0, atol=1e-9)
+    csv = load_poses(project / "labeled-data" / VIDEO_NAME / "CollectedData_synthetic.csv")
+    np.testing.assert_allclose(csv.xy[:, 0], p.labels.xy[:, 0], rtol=0, atol=1e-9)
     image = p.load_image(0)
     assert image.shape == (H, W, 3) and image.dtype == np.uint8
 
@@ -85,13 +85,13 @@ def test_same_seed_same_project_other_seed_differs(project: Path, tmp_path: Path
     again = make_project(tmp_path / "again", n_frames=N_FRAMES, video_frames=VIDEO_FRAMES, seed=3)
     other = make_project(tmp_path / "other", n_frames=N_FRAMES, video_frames=VIDEO_FRAMES, seed=4)
     np.testing.assert_array_equal(_labels(again), _labels(project))
-    np.testing.assert_array_equal(load_video_truth(again), load_video_truth(project))
+    np.testing.assert_array_equal(load_video_truth(again).xy[:, 0], load_video_truth(project).xy[:, 0])
     first = f"labeled-data/{VIDEO_NAME}/img0003.png"
     np.testing.assert_array_equal(read_rgb(again / first), read_rgb(project / first))
     np.testing.assert_array_equal(_video_frames(again / "videos" / f"{VIDEO_NAME}.mp4")[10],
                                   _video_frames(project / "videos" / f"{VIDEO_NAME}.mp4")[10])
     assert np.abs(_labels(other) - _labels(project)).min() > 0
-    assert np.abs(load_video_truth(other) - load_video_truth(project)).mean() > 5
+    assert np.abs(load_video_truth(other).xy[:, 0] - load_video_truth(project).xy[:, 0]).mean() > 5
     assert not np.array_equal(read_rgb(other / first), read_rgb(project / first))
 
 
@@ -108,7 +108,7 @@ def test_video_opens_with_right_size_count_and_smooth_truth(project: Path) -> No
     frames = _video_frames(video)
     assert len(frames) == VIDEO_FRAMES
     assert all(f.shape == (H, W, 3) for f in frames)
-    truth = load_video_truth(project)
+    truth = load_video_truth(project).xy[:, 0]
     assert truth.shape == (VIDEO_FRAMES, 4, 2)
     step = np.linalg.norm(np.diff(truth, axis=0), axis=-1)
     assert step.max() < 8.0 and step.mean() > 0.2  # it moves, smoothly
@@ -120,7 +120,7 @@ def test_video_opens_with_right_size_count_and_smooth_truth(project: Path) -> No
 
 def test_video_shows_the_animal_at_the_truth(project: Path) -> None:
     frames = _video_frames(project / "videos" / f"{VIDEO_NAME}.mp4")
-    truth = load_video_truth(project)
+    truth = load_video_truth(project).xy[:, 0]
     for t in (0, VIDEO_FRAMES // 2, VIDEO_FRAMES - 1):
         bgr = frames[t].astype(float)
         floor = np.median(bgr.reshape(-1, 3), axis=0)
@@ -132,7 +132,7 @@ def test_video_shows_the_animal_at_the_truth(project: Path) -> None:
 
 
 def test_keypoints_inside_images(project: Path) -> None:
-    for xy in (_labels(project), load_video_truth(project)):
+    for xy in (_labels(project), load_video_truth(project).xy[:, 0]):
         assert (xy[..., 0] >= 0).all() and (xy[..., 0] <= W - 1).all()
         assert (xy[..., 1] >= 0).all() and (xy[..., 1] <= H - 1).all()
 
@@ -142,8 +142,8 @@ def test_labeled_parts_are_drawn_at_their_labels(project: Path) -> None:
     for i in range(len(p)):
         rgb = p.load_image(i).astype(float)
         floor = np.median(rgb.reshape(-1, 3), axis=0)
-        for k, name in enumerate(p.bodyparts):
-            x, y = np.round(p.keypoints[i, k]).astype(int)
+        for k, name in enumerate(p.keypoints):
+            x, y = np.round(p.labels.xy[:, 0][i, k]).astype(int)
             pixel = rgb[y, x]
             assert np.abs(pixel - floor).max() > 25, (i, name)
             if name == "tailbase":
@@ -154,7 +154,7 @@ def test_labeled_parts_are_drawn_at_their_labels(project: Path) -> None:
 
 def test_left_ear_is_on_the_animals_left(project: Path) -> None:
     # Seen from above with y pointing down, the left of heading (dx, dy) is (dy, -dx).
-    for xy in (_labels(project), load_video_truth(project)):
+    for xy in (_labels(project), load_video_truth(project).xy[:, 0]):
         heading = xy[:, 0] - xy[:, 3]  # tail base -> snout
         left = np.stack([heading[:, 1], -heading[:, 0]], axis=1)
         assert (np.sum((xy[:, 1] - xy[:, 2]) * left, axis=1) > 0).all()
@@ -193,12 +193,12 @@ def test_sizes_vary_and_unlabeled(tmp_path: Path) -> None:
     p = load_project(root)
     sizes = {p.load_image(i).shape for i in range(len(p))}
     assert len(sizes) == 3 and (H, W, 3) in sizes
-    missing = np.isnan(p.keypoints[..., 0])
+    missing = np.isnan(p.labels.xy[:, 0][..., 0])
     assert missing.any() and not missing.all()
-    assert (np.isnan(p.keypoints[..., 0]) == np.isnan(p.keypoints[..., 1])).all()
+    assert (np.isnan(p.labels.xy[:, 0][..., 0]) == np.isnan(p.labels.xy[:, 0][..., 1])).all()
     for i in range(len(p)):
         h, w = p.load_image(i).shape[:2]
-        xy = p.keypoints[i][~missing[i]]
+        xy = p.labels.xy[:, 0][i][~missing[i]]
         assert (xy >= 0).all() and (xy[:, 0] <= w - 1).all() and (xy[:, 1] <= h - 1).all()
 
 
@@ -207,10 +207,10 @@ def test_other_bodyparts(tmp_path: Path) -> None:
     root = make_project(tmp_path / "p", n_frames=8, video_frames=5, seed=5, bodyparts=parts,
                         scorer="me", task="mice")
     p = load_project(root)
-    assert p.bodyparts == list(parts) and p.scorer == "me"
-    assert (p.keypoints >= 0).all() and (p.keypoints[..., 0] <= W - 1).all()
-    assert (p.keypoints[..., 1] <= H - 1).all()
-    assert load_video_truth(root).shape == (5, 5, 2)
+    assert p.keypoints == list(parts) and p.config.scorer == "me"
+    assert (p.labels.xy[:, 0] >= 0).all() and (p.labels.xy[:, 0][..., 0] <= W - 1).all()
+    assert (p.labels.xy[:, 0][..., 1] <= H - 1).all()
+    assert load_video_truth(root).xy[:, 0].shape == (5, 5, 2)
     cfg = yaml.safe_load((root / "config.yaml").read_text())
     assert ["snout", "leftear"] not in cfg["skeleton"] and ["neck", "bodycenter"] in cfg["skeleton"]
 
@@ -220,7 +220,7 @@ def test_overwrite_replaces_the_project(tmp_path: Path) -> None:
     make_project(root, n_frames=3, video_frames=6, seed=2, overwrite=True)
     pngs = sorted(f.name for f in (root / "labeled-data" / VIDEO_NAME).glob("*.png"))
     assert pngs == ["img0000.png", "img0001.png", "img0002.png"]
-    assert len(load_project(root)) == 3 and load_video_truth(root).shape == (6, 4, 2)
+    assert len(load_project(root)) == 3 and load_video_truth(root).xy[:, 0].shape == (6, 4, 2)
     assert not list(root.rglob(".*"))  # no temporary files left behind
 
 
@@ -232,12 +232,12 @@ def test_bad_arguments(tmp_path: Path, project: Path) -> None:
     # The smallest accepted size still keeps every supported keypoint inside the image.
     small = make_project(tmp_path / "c", image_size=(64, 64), n_frames=4, video_frames=20,
                          bodyparts=SUPPORTED_BODYPARTS)
-    xy = np.concatenate([_labels(small), load_video_truth(small)])
+    xy = np.concatenate([_labels(small), load_video_truth(small).xy[:, 0]])
     assert (xy >= 0).all() and (xy <= 63).all()
     with pytest.raises(FileExistsError, match="config.yaml"):
         make_project(project, n_frames=1, video_frames=1)
     with pytest.raises(FileNotFoundError, match="ground truth"):
-        load_video_truth(tmp_path)
+        load_video_truth(tmp_path).xy[:, 0]
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
 from posezoo.runtime.model import PoseModel  # noqa: E402
-from posezoo.training.api import export, train  # noqa: E402
+from posezoo.export import export  # noqa: E402
+from posezoo.training.api import train  # noqa: E402
 from posezoo.training.run import load_run  # noqa: E402
 
 # Eight training frames without augmentation: both backends memorise them to ~2-3 px in 30
@@ -92,24 +93,26 @@ def test_exports_share_the_graph_contract_and_spec(both: dict[str, tuple[Path, P
     prov = specs["tf"]["provenance"]
     assert prov["backend"] == "tf" and {"tensorflow", "tf2onnx", "keras"} <= set(prov["framework_versions"])
     assert prov["parity"]["passed"] and prov["parity"]["max_px_diff"] < 0.01
-    from posezoo.export.tf_onnx import weights_sha256
-    from posezoo.training.tf import load_model
+    from posezoo.runtime.files import weights_sha256
+    from posezoo.training.tf import trainer
 
-    assert prov["weights_sha256"] == weights_sha256(load_model(load_run(both["tf"][0]), "best"))
+    best = trainer(load_run(both["tf"][0]))
+    best.restore("best")
+    assert prov["weights_sha256"] == weights_sha256(best.state_arrays())
 
 
 def test_exported_models_predict_their_training_frames(both: dict[str, tuple[Path, Path]]) -> None:
     run = load_run(both["tf"][0])
     idx = list(run.split.train)
     frames = run.frames(idx)
-    gt = run.project.keypoints[idx]
+    gt = run.project.labels.xy[idx, 0]
     errors = {}
     for backend, (_, path) in both.items():
         model = PoseModel.load(path, device="cpu")
         pred = model.predict(frames, color="rgb")
-        errors[backend] = float(np.nanmean(np.linalg.norm(pred[..., :2] - gt, axis=-1)))
+        errors[backend] = float(np.nanmean(np.linalg.norm(pred.xy[:, 0] - gt, axis=-1)))
         # the heatmaps output agrees with the keypoints output (its argmax cell holds the score)
-        tensor = model.prepare_batch(frames[:2], model.plan_for(*frames[0].shape[:2]), color="rgb")
+        tensor = model.prepare(frames[:2], color="rgb").tensor
         kps, heat = model.session.run(["keypoints", "heatmaps"], {"frames": tensor})
         assert heat.shape == (2, len(model.keypoints), tensor.shape[1] // 8, tensor.shape[2] // 8)
         np.testing.assert_allclose(heat.reshape(2, len(model.keypoints), -1).max(-1), kps[..., 2], rtol=1e-6)
@@ -141,10 +144,14 @@ def test_cli_trains_tf_and_resume_matches_an_uninterrupted_run(tmp_path: Path, s
     for a, b in zip(_log(straight), _log(stopped)):
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-5), (a, b)
         assert float(a["lr"]) == pytest.approx(float(b["lr"]), rel=1e-12)
-    from posezoo.training.tf.train import load_model
+    from posezoo.training.tf import trainer
 
-    w_straight = load_model(load_run(straight), "last").get_weights()
-    w_stopped = load_model(run, "last").get_weights()
+    weights = []
+    for r in (load_run(straight), run):
+        t = trainer(r)
+        t.restore("last")
+        weights.append(t.model.get_weights())
+    w_straight, w_stopped = weights
     for x, y in zip(w_straight, w_stopped):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 

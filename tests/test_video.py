@@ -18,10 +18,10 @@ from dot_videos import corrupt_avi_frame, write_dot_video
 from onnx_models import make_pose_onnx, make_spec, paint_dots
 from posezoo.runtime import PoseModel
 from posezoo.runtime.cli import main
-from posezoo.runtime.results import read_results
+from posezoo.runtime.io import load_poses
+from posezoo.runtime.decode import VideoError, indexed_frames, open_video
 from posezoo.runtime.spec import InputSpec, PreprocessSpec
-from posezoo.runtime.video import (FrameLossWarning, VideoError, analyze_video, indexed_frames, load_meta,
-                                   meta_path, open_video, result_path, scorer_name)
+from posezoo.runtime.video import FrameLossWarning, analyze_video, load_meta, meta_path, result_path, scorer_name
 
 SCORER = "DLC_posezoo_brightest-pixel"
 
@@ -46,9 +46,9 @@ def test_analyze_matches_truth_and_writes_dlc_layout(model_path, dots, tmp_path)
     assert df.columns.get_level_values(0).unique().tolist() == [SCORER]
     assert df.columns.get_level_values(1).unique().tolist() == ["red", "green", "blue"]
     assert list(df.index) == list(range(50)) and (df.dtypes == np.float64).all()
-    res = read_results(out)
-    np.testing.assert_array_equal(res.coords[..., :2], truth)
-    np.testing.assert_allclose(res.coords[..., 2], 1.0)
+    res = load_poses(out)
+    np.testing.assert_array_equal(res.coords[:, 0, ..., :2], truth)
+    np.testing.assert_allclose(res.coords[:, 0, ..., 2], 1.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, meta_path(out).name]  # no partial left
     meta = load_meta(out)
     assert meta["model"]["sha256"] == hashlib.sha256(model_path.read_bytes()).hexdigest()
@@ -64,12 +64,12 @@ def test_geometry_and_colour_order_go_through_the_video_path(tmp_path):
     model = PoseModel.load(make_pose_onnx(tmp_path / "half.onnx", spec), device="cpu")
     video = tmp_path / "v.avi"
     truth = write_dot_video(video, n=20, size=(64, 96), block=2, even=True)
-    res = read_results(analyze_video(model, video, batch_size=3, csv=True, progress=False))
+    res = load_poses(analyze_video(model, video, batch_size=3, csv=True, progress=False))
     # A BGR model reads channel 0 as "red": the blue square.
-    np.testing.assert_allclose(res.coords[:, 0, :2], truth[:, 2] + 0.5)
-    np.testing.assert_allclose(res.coords[:, 2, :2], truth[:, 0] + 0.5)
-    csv = read_results(result_path(video, SCORER, video.parent).with_suffix(".csv"))
-    np.testing.assert_allclose(csv.coords, res.coords)
+    np.testing.assert_allclose(res.coords[:, 0, 0, :2], truth[:, 2] + 0.5)
+    np.testing.assert_allclose(res.coords[:, 0, 2, :2], truth[:, 0] + 0.5)
+    csv = load_poses(result_path(video, SCORER, video.parent).with_suffix(".csv"))
+    np.testing.assert_allclose(csv.coords[:, 0], res.coords[:, 0])
 
 
 def test_corrupt_frame_gets_a_nan_row_and_is_reported(model_path, tmp_path):
@@ -79,11 +79,11 @@ def test_corrupt_frame_gets_a_nan_row_and_is_reported(model_path, tmp_path):
     corrupt_avi_frame(clean, 12, video)
     with pytest.warns(FrameLossWarning, match=r"1 corrupt frame\(s\) \(12\)"):
         out = analyze_video(model_path, video, batch_size=8, progress=False)
-    res = read_results(out)
-    assert res.n_frames == 30
-    assert np.isnan(res.coords[12]).all()
+    res = load_poses(out)
+    assert len(res) == 30
+    assert np.isnan(res.coords[12, 0]).all()
     good = np.delete(np.arange(30), 12)
-    err = res.coords[good, :, :2] - truth[good]  # MJPG is lossy: the peak lies inside the 8x8 square
+    err = res.coords[good, 0, :, :2] - truth[good]  # MJPG is lossy: the peak lies inside the 8x8 square
     assert (err >= 0).all() and (err < 8).all()
     meta = load_meta(out)
     assert (meta["corrupt_frames"], meta["corrupt_frame_indices"], meta["frames_read"]) == (1, [12], 29)
@@ -101,10 +101,10 @@ def test_file_ending_early_pads_missing_rows(model_path, dots, tmp_path):
     assert 5 < n_ok < 50 and kinds == ["ok"] * n_ok + ["missing"] * (50 - n_ok)
     with pytest.warns(FrameLossWarning, match=f"{50 - n_ok} missing frame"):
         out = analyze_video(model_path, short, batch_size=8, progress=False)
-    res = read_results(out)
-    assert res.n_frames == 50
-    np.testing.assert_array_equal(res.coords[:n_ok, :, :2], truth[:n_ok])
-    assert np.isnan(res.coords[n_ok:]).all()
+    res = load_poses(out)
+    assert len(res) == 50
+    np.testing.assert_array_equal(res.coords[:n_ok, 0, :, :2], truth[:n_ok])
+    assert np.isnan(res.coords[n_ok:, 0]).all()
     assert load_meta(out)["missing_frames"] == 50 - n_ok
 
 
@@ -133,7 +133,7 @@ def test_existing_results_are_skipped_unless_overwrite(model_path, dots, tmp_pat
     assert "skipped" in capsys.readouterr().out and out.stat().st_mtime_ns == before - 10**9
     assert main(args + ["--csv"]) == 0  # skipped, but the .csv asked for now is made from the .h5
     assert out.stat().st_mtime_ns == before - 10**9
-    np.testing.assert_array_equal(read_results(out.with_suffix(".csv")).coords, read_results(out).coords)
+    np.testing.assert_array_equal(load_poses(out.with_suffix(".csv")).coords[:, 0], load_poses(out).coords[:, 0])
     out.with_suffix(".csv").unlink()
     assert main(args + ["--overwrite", "--csv"]) == 0
     assert out.stat().st_mtime_ns > before - 10**9 and out.with_suffix(".csv").exists()
@@ -184,8 +184,8 @@ def test_interrupted_analysis_resumes_from_the_partial_file(model_path, tmp_path
     meta = load_meta(out)
     assert 0 < meta["resumed_from_frame"] < 3000
     assert meta["frames_written"] == meta["frames_read"] == 3000
-    res = read_results(out)
-    np.testing.assert_array_equal(res.coords[..., :2], truth)
+    res = load_poses(out)
+    np.testing.assert_array_equal(res.coords[:, 0, ..., :2], truth)
     assert sorted(p.name for p in h5.parent.iterdir()) == [h5.name, meta_path(h5).name]
 
 
@@ -197,7 +197,7 @@ def test_partial_from_another_model_is_not_resumed(model_path, dots, tmp_path):
                                                                           format="table")
     with pytest.warns(UserWarning, match="starting over"):
         out = analyze_video(model_path, video, tmp_path, progress=False)
-    np.testing.assert_array_equal(read_results(out).coords[..., :2], truth)  # the stale zeros are gone
+    np.testing.assert_array_equal(load_poses(out).coords[:, 0][..., :2], truth)  # the stale zeros are gone
 
 
 def read_results_columns() -> pd.MultiIndex:
@@ -216,9 +216,9 @@ def test_single_frame_path_reuses_buffers_correctly(tmp_path):
     a = paint_dots(np.zeros((50, 70, 3), np.uint8), {"red": (3, 4), "green": (60, 40), "blue": (10, 30)})
     b = paint_dots(np.zeros((90, 40, 3), np.uint8), {"red": (30, 80), "green": (1, 2), "blue": (39, 0)})
     for _ in range(3):  # alternating sizes: the cached buffer must follow the shape
-        np.testing.assert_array_equal(model(a)[:, :2], [[3, 4], [60, 40], [10, 30]])
-        np.testing.assert_array_equal(model(b)[:, :2], [[30, 80], [1, 2], [39, 0]])
-    np.testing.assert_array_equal(model(a[..., ::-1].copy(), color="rgb"), model(a))
+        np.testing.assert_array_equal(model(a).coords[0, 0][:, :2], [[3, 4], [60, 40], [10, 30]])
+        np.testing.assert_array_equal(model(b).coords[0, 0][:, :2], [[30, 80], [1, 2], [39, 0]])
+    np.testing.assert_array_equal(model(a[..., ::-1].copy(), color="rgb").coords[0, 0], model(a).coords[0, 0])
     with pytest.raises(ValueError, match="dtype"):
         model(a.astype(np.float32))
     with pytest.raises(ValueError, match="pass the camera's height and width"):
@@ -235,7 +235,7 @@ def test_single_frame_path_is_thread_safe(tmp_path):
         local = np.random.default_rng(seed)
         for _ in range(200):
             pts = {c: (int(local.integers(0, 64)), int(local.integers(0, 48))) for c in ("red", "green", "blue")}
-            kp = model(paint_dots(np.zeros((48, 64, 3), np.uint8), pts))
+            kp = model(paint_dots(np.zeros((48, 64, 3), np.uint8), pts)).coords[0, 0]
             if not np.array_equal(kp[:, :2], list(pts.values())):
                 errors.append(f"{pts} -> {kp[:, :2].tolist()}")
 
@@ -255,7 +255,7 @@ def test_fixed_size_model_warms_up_without_arguments(tmp_path):
     frame = paint_dots(np.zeros((32, 48, 3), np.uint8), {"green": (7, 9)})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert tuple(model(frame)[1, :2]) == (7, 9)
+        assert tuple(model(frame).coords[0, 0][1, :2]) == (7, 9)
 
 
 def test_meta_sidecar_is_valid_json(model_path, dots, tmp_path):
@@ -274,14 +274,14 @@ def test_real_h264_video(openfield_dir, model_path, tmp_path):
     out = analyze_video(model_path, video, tmp_path, batch_size=8, progress=False)
     meta = load_meta(out)
     assert (meta["frames_written"], meta["frames_read"], meta["corrupt_frames"]) == (2330, 2330, 0)
-    res = read_results(out)
+    res = load_poses(out)
     model = PoseModel.load(model_path, device="cpu")
     cap = cv2.VideoCapture(str(video))
     for i in range(300):
         ok, frame = cap.read()
         assert ok
         if i % 37 == 0:
-            np.testing.assert_allclose(res.coords[i], model(frame), atol=1e-6)
+            np.testing.assert_allclose(res.coords[i, 0], model(frame).coords[0, 0], atol=1e-6)
     cap.release()
 
 
@@ -294,8 +294,8 @@ def test_model_from_a_zoo(model_path, dots, tmp_path, monkeypatch):
                  "--license", "MIT", "--description", "test model"]) == 0
     assert main(["zoo", "publish", str(tmp_path / "entry"), str(tmp_path / "zoo")]) == 0
     assert main(["analyze", "zoo:dots", str(video), "--output-dir", str(tmp_path / "out"), "-q"]) == 0
-    res = read_results(tmp_path / "out" / f"mouse1{SCORER}.h5")
-    np.testing.assert_array_equal(res.coords[..., :2], truth)
+    res = load_poses(tmp_path / "out" / f"mouse1{SCORER}.h5")
+    np.testing.assert_array_equal(res.coords[:, 0, ..., :2], truth)
 
 
 def test_video_without_any_decodable_frame_leaves_nothing(model_path, tmp_path):

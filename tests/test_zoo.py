@@ -23,7 +23,7 @@ import pytest
 from posezoo.runtime import PoseModel
 from posezoo.zoo import (IntegrityError, NotCachedError, ZooError, load_index, make_server, pack,
                          publish, resolve_model)
-from posezoo.zoo.cli import main as zoo_main
+from posezoo.runtime.cli import main as zoo_main
 from posezoo.zoo.names import parse_ref, version_key
 from posezoo.zoo.serve import ZooRequestHandler, parse_range
 from posezoo.zoo.sources import split_sources
@@ -188,7 +188,7 @@ def test_list_pull_load_predict(served: str, capsys: pytest.CaptureFixture[str],
 
     model = PoseModel.load(f"zoo:{NAME}@1.0.0", device="cpu")
     frame = paint_dots(np.zeros((48, 64, 3), np.uint8), {"red": (5, 7), "green": (40, 30), "blue": (60, 2)})
-    keypoints = model(frame)
+    keypoints = model(frame).coords[0, 0]
     np.testing.assert_allclose(keypoints[:, :2], [[5, 7], [40, 30], [60, 2]])
     np.testing.assert_allclose(keypoints[:, 2], 1.0)
 
@@ -541,7 +541,7 @@ def test_concurrent_pulls_download_once(served: str) -> None:
 
 
 def test_serve_command(zoo_dir: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "posezoo.zoo", "serve", str(zoo_dir), "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "posezoo.runtime.cli", "zoo", "serve", str(zoo_dir), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -561,7 +561,7 @@ def test_builtin_index_is_valid() -> None:
 
 
 def test_zoo_imports_no_framework() -> None:
-    code = ("import sys, posezoo.zoo, posezoo.zoo.cli; "
+    code = ("import sys, posezoo.zoo, posezoo.runtime.cli.zoo; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorflow')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

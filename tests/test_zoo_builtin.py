@@ -6,7 +6,7 @@ import pytest
 
 from posezoo.runtime import PoseModel
 from posezoo.runtime.video import analyze_video
-from posezoo.runtime.results import read_results
+from posezoo.runtime.io import load_poses
 
 
 @pytest.fixture()
@@ -29,5 +29,5 @@ def test_builtin_model_is_listed_and_tracks_a_new_synthetic_video(offline_home):
     # A session the model never saw (another seed), analysed end to end.
     project = make_project(offline_home / "unseen", n_frames=4, video_frames=60, seed=7)
     h5 = analyze_video(model, project / "videos" / "mouse1.mp4", offline_home / "out", progress=False)
-    error = np.linalg.norm(read_results(h5).coords[..., :2] - load_video_truth(project), axis=-1)
+    error = np.linalg.norm(load_poses(h5).xy - load_video_truth(project).xy, axis=-1)
     assert np.nanmean(error) < 3.0, np.nanmean(error)

@@ -3,7 +3,7 @@
 numpy/OpenCV only, so PyTorch and TensorFlow see byte-identical arrays for the same
 (seed, epoch). Conventions shared with the runtime and the exported graph:
 
-- images are RGB uint8 HxWx3; keypoints are float (K, 2) x, y in pixels, NaN = unlabeled;
+- images are RGB uint8 HxWx3; coords are float (K, 2) x, y in pixels, NaN = unlabeled;
 - integer coordinates are pixel CENTRES, so a pixel covers [x - 0.5, x + 0.5);
 - heatmap cell (r, c) at `stride` stands for the input point
   (c * stride + offset, r * stride + offset) with offset = (stride - 1) / 2.
@@ -211,12 +211,12 @@ def _place_window(desired: float, image_lo: float, image_hi: float, kp_lo: float
     return t
 
 
-def _geometry(image_hw: tuple[int, int], keypoints: np.ndarray, out_size: tuple[int, int],
+def _geometry(image_hw: tuple[int, int], coords: np.ndarray, out_size: tuple[int, int],
               cfg: AugmentConfig, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
     """The single 2x3 matrix taking source pixels to output pixels, and whether it flips."""
     Hi, Wi = image_hw
     H, W = out_size
-    labeled = np.isfinite(keypoints).all(axis=1)
+    labeled = np.isfinite(coords).all(axis=1)
     if cfg.enabled:
         theta = math.radians(rng.uniform(-cfg.rotation, cfg.rotation))
         s = rng.uniform(*cfg.scale)
@@ -229,7 +229,7 @@ def _geometry(image_hw: tuple[int, int], keypoints: np.ndarray, out_size: tuple[
     # output is A @ p - T, and T is chosen along each axis by `_place_window`.
     corners = np.array([[-0.5, -0.5], [Wi - 0.5, -0.5], [-0.5, Hi - 0.5], [Wi - 0.5, Hi - 0.5]]) @ A.T
     if labeled.any():
-        kp = keypoints[labeled].astype(np.float64) @ A.T
+        kp = coords[labeled].astype(np.float64) @ A.T
         kp_lo, kp_hi = kp.min(axis=0), kp.max(axis=0)
         centre = (kp_lo + kp_hi) / 2
     else:
@@ -291,9 +291,9 @@ def _check_image(image: np.ndarray, what: str = "image") -> None:
         raise ValueError(f"{what} must be an RGB uint8 HxWx3 array, got a {desc}")
 
 
-def augment(image: np.ndarray, keypoints: np.ndarray, out_size: tuple[int, int], cfg: AugmentConfig,
+def augment(image: np.ndarray, coords: np.ndarray, out_size: tuple[int, int], cfg: AugmentConfig,
             rng: np.random.Generator, flip_pairs: Pairs = ()) -> tuple[np.ndarray, np.ndarray]:
-    """One training sample: (out_size image, keypoints in its pixels, NaN where lost).
+    """One training sample: (out_size image, its coords in its pixels, NaN where lost).
 
     Rotation, scale, translation, the crop window and the flip are composed into one affine
     warp, so the image is resampled once and the keypoints move by exactly the same matrix.
@@ -301,9 +301,9 @@ def augment(image: np.ndarray, keypoints: np.ndarray, out_size: tuple[int, int],
     none are labeled), kept inside the image when it fits, and nothing random happens.
     """
     _check_image(image)
-    kps = np.asarray(keypoints, dtype=np.float64)
+    kps = np.asarray(coords, dtype=np.float64)
     if kps.ndim != 2 or kps.shape[1] != 2:
-        raise ValueError(f"keypoints must have shape (K, 2), got {kps.shape}")
+        raise ValueError(f"coords must have shape (K, 2), got {kps.shape}")
     _check_pairs(flip_pairs, kps.shape[0])
     H, W = (int(v) for v in out_size)
     if H <= 0 or W <= 0:
@@ -327,16 +327,16 @@ def augment(image: np.ndarray, keypoints: np.ndarray, out_size: tuple[int, int],
 
 # ----------------------------------------------------------------------------- targets
 
-def make_targets(keypoints: np.ndarray, in_size: tuple[int, int], tcfg: TargetConfig) -> dict[str, np.ndarray]:
+def make_targets(coords: np.ndarray, in_size: tuple[int, int], tcfg: TargetConfig) -> dict[str, np.ndarray]:
     """Gaussian heatmaps and location-refinement targets for one sample of input size (H, W).
 
     Returns `heatmap` (K, h, w), `locref` (K, 2, h, w) as (dx, dy) / locref_scale,
     `locref_mask` (K, h, w) and `weight` (K,), all float32. Keypoints that are NaN or lie off
     the input get weight 0 and all-zero targets.
     """
-    kps = np.asarray(keypoints, dtype=np.float64)
+    kps = np.asarray(coords, dtype=np.float64)
     if kps.ndim != 2 or kps.shape[1] != 2:
-        raise ValueError(f"keypoints must have shape (K, 2), got {kps.shape}")
+        raise ValueError(f"coords must have shape (K, 2), got {kps.shape}")
     H, W = (int(v) for v in in_size)
     h, w = tcfg.heatmap_size((H, W))
     valid = np.isfinite(kps).all(axis=1) & _inside(kps, H, W)
@@ -394,22 +394,22 @@ class BatchLoader:
     """Augmented, target-carrying batches; a deterministic function of (seed, epoch).
 
     `images` is a sequence (list or (N, H, W, 3) array) or a thread-safe callable index -> RGB
-    image; `keypoints` is (N, K, 2) and `indices` picks the samples of this split. Each
+    image; `coords` is (N, K, 2) and `indices` picks the samples of this split. Each
     iteration runs one epoch and then moves to the next; `set_epoch(e)` picks the epoch the
     next iteration runs, which is what exact resume needs. Samples are prepared on `workers`
     threads (OpenCV releases the GIL) with at most `prefetch` batches prepared ahead.
     """
 
-    KEYS = ("image", "heatmap", "locref", "locref_mask", "weight", "keypoints")
+    KEYS = ("image", "heatmap", "locref", "locref_mask", "weight", "coords")
 
-    def __init__(self, images: ImageSource, keypoints: np.ndarray, indices: Sequence[int] | np.ndarray,
+    def __init__(self, images: ImageSource, coords: np.ndarray, indices: Sequence[int] | np.ndarray,
                  batch_size: int, out_size: tuple[int, int], aug: AugmentConfig, targets: TargetConfig,
                  flip_pairs: Pairs = (), seed: int = 0, workers: int = 2, prefetch: int = 2,
                  shuffle: bool = True, drop_last: bool = True) -> None:
-        self.keypoints = np.asarray(keypoints, dtype=np.float64)
-        if self.keypoints.ndim != 3 or self.keypoints.shape[2] != 2:
-            raise ValueError(f"keypoints must have shape (N, K, 2), got {self.keypoints.shape}")
-        n = self.keypoints.shape[0]
+        self.coords = np.asarray(coords, dtype=np.float64)
+        if self.coords.ndim != 3 or self.coords.shape[2] != 2:
+            raise ValueError(f"coords must have shape (N, K, 2), got {self.coords.shape}")
+        n = self.coords.shape[0]
         if not callable(images) and len(images) != n:
             raise ValueError(f"{len(images)} images but {n} keypoint rows")
         self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -422,7 +422,7 @@ class BatchLoader:
                              "so drop_last would leave no batch at all")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
-        _check_pairs(flip_pairs, self.keypoints.shape[1])
+        _check_pairs(flip_pairs, self.coords.shape[1])
         self.out_size = (int(out_size[0]), int(out_size[1]))
         targets.heatmap_size(self.out_size)  # validates the size against the stride
         self.images = images
@@ -458,15 +458,15 @@ class BatchLoader:
         return img
 
     def sample(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """One prepared sample (augmented image, its keypoints and targets)."""
+        """One prepared sample (augmented image, its coords and targets)."""
         try:
-            img, kps = augment(self.image(index), self.keypoints[index], self.out_size, self.aug, rng,
+            img, kps = augment(self.image(index), self.coords[index], self.out_size, self.aug, rng,
                                self.flip_pairs)
             out = make_targets(kps, self.out_size, self.targets)
         except Exception as exc:
             exc.add_note(f"while preparing sample {index}")
             raise
-        out["image"], out["keypoints"] = img, kps
+        out["image"], out["coords"] = img, kps
         return out
 
     def _sample_at(self, epoch: int, position: int, index: int) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from ..files import atomic_output
-from ..poses import DEFAULT_PCUTOFF, Poses, PosesError, skeleton_indices
+from ..poses import DEFAULT_PCUTOFF, Poses, PosesError
 
 DLC_KEY = "df_with_missing"
 _OTHER_KEYS = ("keypoints",)  # napari-deeplabcut's key; DeepLabCut reads it with pd.read_hdf(path)
@@ -203,12 +203,14 @@ def read_dlc_config(path: str | os.PathLike[str]) -> DLCConfig:
     raw_skeleton = cfg.get("skeleton") or []
     if not isinstance(raw_skeleton, list) or not all(isinstance(e, (list, tuple)) for e in raw_skeleton):
         raise PosesError(f"{cfg_path}: 'skeleton' must be a list of [bodypart, bodypart] pairs")
-    skeleton = [(str(e[0]), str(e[1])) if len(e) == 2 else tuple(e) for e in raw_skeleton]
-    try:
-        skeleton_indices(keypoints + unique, skeleton, f"{cfg_path}: skeleton")
-    except PosesError as exc:
-        raise PosesError(f"{exc} (bodyparts: {keypoints + unique})") from None
-    return DLCConfig(path=cfg_path, scorer=str(scorer), keypoints=keypoints, skeleton=skeleton,  # type: ignore[arg-type]
+    known = keypoints + unique
+    for edge in raw_skeleton:
+        unknown = [str(b) for b in edge if str(b) not in known]
+        if len(edge) != 2 or unknown:
+            problem = f"names unknown bodyparts {unknown}" if unknown else "is not a pair of bodyparts"
+            raise PosesError(f"{cfg_path}: skeleton entry {list(edge)} {problem} (bodyparts: {known})")
+    skeleton = [(str(a), str(b)) for a, b in raw_skeleton]
+    return DLCConfig(path=cfg_path, scorer=str(scorer), keypoints=keypoints, skeleton=skeleton,
                      pcutoff=_number(cfg, "pcutoff", DEFAULT_PCUTOFF, cfg_path),
                      training_fraction=_number(cfg, "TrainingFraction", 0.95, cfg_path), multi_animal=multi,
                      individuals=individuals, unique_keypoints=unique, identity=bool(cfg.get("identity")), raw=cfg)

@@ -34,7 +34,7 @@ def snapshot_path(run: Run, snapshot: str) -> Path:
 
 
 def build_model(run: Run) -> keras.Model:
-    return create_model(run.cfg.model.name, len(run.project.bodyparts), **run.cfg.model.kwargs)
+    return create_model(run.cfg.model.name, len(run.project.keypoints), **run.cfg.model.kwargs)
 
 
 def losses(outputs: tuple[Any, Any], batch: dict[str, Any], locref_weight: float) -> tuple[Any, Any]:
