@@ -135,7 +135,10 @@ def parity_row(args: argparse.Namespace, venv: Path, engine: str, arch: str) -> 
     ref = np.load(dlc["predictions"])
     onnx_path = args.cache / f"{engine}-{arch}.onnx"
     start = time.perf_counter()
-    exported = from_deeplabcut(dlc["snapshot"], onnx_path, progress=lambda _m: None)
+    try:
+        exported = from_deeplabcut(dlc["snapshot"], onnx_path, progress=lambda _m: None)
+    except (ValueError, RuntimeError) as exc:  # refused (an unsupported config) or a failed parity gate
+        return {"engine": engine, "arch": arch, "error": str(exc)}
     seconds = time.perf_counter() - start
     model = PoseModel.load(exported.path, device="cpu")
     frames = [cv2.imread(p, cv2.IMREAD_COLOR)[:, :, ::-1].copy() for p in dlc["images"]]
@@ -301,8 +304,13 @@ def _train_and_predict(config: Path, engine: str, arch: str, args: argparse.Name
     models = "dlc-models-pytorch" if engine == "pytorch" else "dlc-models"
     train_dir = next(config.parent.glob(f"{models}/iteration-0/*shuffle{shuffle}/train"))
     if engine == "pytorch":
+        # HRNet's recipe freezes batch-norm statistics, meant for ImageNet weights; from random weights
+        # they stay at mean 0, variance 1 and training diverges (loss 1e11, keypoints at 1e5 px after
+        # one epoch), so here they train. Inference is the same network either way.
+        updates = {"model.backbone.freeze_bn_stats": False} if arch.startswith("hrnet") else None
         deeplabcut.train_network(str(config), shuffle=shuffle, trainingsetindex=_trainset_index(config),
-                                 epochs=args.epochs, save_epochs=args.epochs, device="cpu", batch_size=8)
+                                 epochs=args.epochs, save_epochs=args.epochs, device="cpu", batch_size=8,
+                                 pytorch_cfg_updates=updates)
         snaps = sorted(train_dir.glob("snapshot*.pt"))
         snapshot = [s for s in snaps if "best" in s.name] or snaps
         poses = _predict_pytorch(train_dir, snapshot[-1], images)
