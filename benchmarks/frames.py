@@ -1,9 +1,9 @@
 """Frames for the benchmarks: the first N decoded frames of a video (BGR, as OpenCV reads them),
-and those frames prepared and run as `analyze` runs them."""
+and those frames prepared as `analyze` prepares them (``PoseModel.infer`` then runs them)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,14 +23,12 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
     return frames
 
 
-def prepared_batches(model: Any, frames: list[np.ndarray], batch: int) -> list[np.ndarray]:
-    """Full batches of ``frames`` as the model's input tensors (a trailing partial batch is dropped)."""
-    plan = model.plan_for(*frames[0].shape[:2])
-    return [model.prepare_batch(frames[i:i + batch], plan, "bgr") for i in range(0, len(frames) - batch + 1, batch)]
-
-
-def batch_runner(model: Any, frame: np.ndarray, batch: int, static: bool = True) -> Callable[[np.ndarray], Any]:
-    """What ``analyze`` runs a batch of such frames with: the session fixed to this frame size and
-    batch (``static``), else the model's dynamic-shape session."""
-    fixed = model.static_session(batch, *frame.shape[:2]) if static else None
-    return fixed.run if fixed is not None else model.run_tensor
+def prepared_batches(model: Any, frames: list[np.ndarray], batch: int) -> list[Any]:
+    """Full batches of ``frames`` prepared as ``analyze`` prepares them: into reused (pooled)
+    buffers, so ``model.infer`` runs them on the session it picks for video (a trailing partial
+    batch is dropped)."""
+    out = []
+    for i in range(0, len(frames) - batch + 1, batch):
+        buffer = np.empty((batch, *model.plan_for(*frames[0].shape[:2]).tensor, 3), np.uint8)
+        out.append(model.prepare(frames[i:i + batch], "bgr", out=buffer))
+    return out

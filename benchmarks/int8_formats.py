@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from frames import batch_runner, prepared_batches, read_frames
+from frames import prepared_batches, read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEO = REPO.parent / "shared" / "data" / "openfield" / "videos" / "m3v1mp4.mp4"
@@ -28,16 +28,15 @@ def frames_per_second(path: Path, images: list, batch: int, threads: int, repeat
     from posezoo.runtime import PoseModel
 
     model = PoseModel.load(path, device="cpu", threads=threads)
-    tensors = prepared_batches(model, images, batch)
-    run = batch_runner(model, images[0], batch)
-    run(tensors[0])
+    batches = prepared_batches(model, images, batch)
+    model.infer(batches[0])
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        for tensor in tensors:
-            run(tensor)
+        for prepared in batches:
+            model.infer(prepared)
         best = min(best, time.perf_counter() - t0)
-    return len(tensors) * batch / best
+    return len(batches) * batch / best
 
 
 def main() -> int:
@@ -53,7 +52,7 @@ def main() -> int:
 
     from posezoo.export import export
     from posezoo.export.core import held_out_metrics
-    from posezoo.export.variants import quantize_int8
+    from posezoo.export.variants import calibration_frames, quantize_int8
     from posezoo.runtime.spec import embed_spec, read_spec
     from posezoo.training.run import load_run
 
@@ -68,7 +67,7 @@ def main() -> int:
             for fmt, act in LAYOUTS:
                 work = tmpdir / f"{fmt}-{act}"
                 work.mkdir()
-                quantized = quantize_int8(fp32, run, work, fmt, act)
+                quantized = quantize_int8(fp32, calibration_frames(run), work, quant_format=fmt, activations=act)
                 embed_spec(quantized, spec)
                 path = tmpdir / f"{fmt}-{act}.onnx"
                 onnx.save(quantized, path)

@@ -68,7 +68,7 @@ def main() -> None:
     del fresh
 
     plan = model.plan_for(h, w)
-    tensors = [model.prepare_batch([f], plan, "bgr") for f in frames]
+    tensors = [model.prepare([f], "bgr").tensor for f in frames]
     name_in, name_out = model.spec.input.name, model.spec.outputs["keypoints"].name
     timed(lambda t: model.session.run([name_out], {name_in: t}), tensors, 10)
     bare = timed(lambda t: model.session.run([name_out], {name_in: t}), tensors, args.n)

@@ -37,15 +37,15 @@ def main() -> int:
 
     from posezoo.export import export
     from posezoo.runtime import PoseModel
+    from posezoo.training.loop import load_predictor
+    from posezoo.training.predict import predict_frames
     from posezoo.training.run import load_run
-    from posezoo.training.torch.infer import predict_frames
-    from posezoo.training.torch.train import load_net
 
     torch.set_num_threads(args.threads)
     run = load_run(args.run)
     if run.backend != "torch":
         raise SystemExit("this benchmark compares against PyTorch eager: give a torch run")
-    spec, net = run.spec, load_net(run)
+    spec, (_, forward) = run.spec, load_predictor(run)
     frames = read_frames(args.video, args.frames)
     with tempfile.TemporaryDirectory() as tmp:
         path = export(run.path, Path(tmp) / "model.onnx", progress=lambda _m: None).path
@@ -53,10 +53,10 @@ def main() -> int:
 
         def torch_path() -> np.ndarray:
             with torch.inference_mode():
-                return predict_frames(net, frames, spec, color="bgr", batch_size=args.batch_size)
+                return predict_frames(forward, frames, spec, color="bgr", batch_size=args.batch_size).coords
 
         def onnx_path() -> np.ndarray:
-            return np.concatenate([model.predict(frames[i:i + args.batch_size])
+            return np.concatenate([model.predict(frames[i:i + args.batch_size]).coords
                                    for i in range(0, len(frames), args.batch_size)])
 
         diff = np.abs(torch_path()[..., :2] - onnx_path()[..., :2]).max()  # also the warm-up

@@ -46,11 +46,11 @@ E2E = ("default (2 threads, spin, all, arena, static)", "spin off", "dynamic sha
 
 
 def worker(model_path: str, kwargs: dict, static: bool, video: str, frames: int, batch: int, e2e: bool) -> dict:
-    from frames import batch_runner, prepared_batches, read_frames
+    from frames import prepared_batches, read_frames
 
     from posezoo.runtime import PoseModel
 
-    kwargs = {"threads": 2, **kwargs}
+    kwargs = {"threads": 2, "static": static, **kwargs}
     t0 = time.perf_counter()
     model = PoseModel.load(model_path, device="cpu", **kwargs)
     load_s = time.perf_counter() - t0
@@ -60,29 +60,27 @@ def worker(model_path: str, kwargs: dict, static: bool, video: str, frames: int,
 
         with tempfile.TemporaryDirectory() as tmp:
             c0, w0 = _cpu(), time.perf_counter()
-            h5 = analyze_video(model, video, tmp, batch_size=batch, progress=False, overwrite=True, static=static)
+            h5 = analyze_video(model, video, tmp, batch_size=batch, progress=False, overwrite=True)
             result["e2e_fps"] = load_meta(h5)["timing"]["frames_per_second"]
             result["e2e_cores"] = (_cpu() - c0) / (time.perf_counter() - w0)
         result["rss_mb"] = _peak_rss_mb()
     else:
         images = read_frames(Path(video), frames)
         batches = prepared_batches(model, images, batch)
-        run = batch_runner(model, images[0], batch, static)
-        for tensor in batches[:2]:
-            run(tensor)
+        for prepared in batches[:2]:
+            model.infer(prepared)
         t0 = time.perf_counter()
-        for tensor in batches:
-            run(tensor)
+        for prepared in batches:
+            model.infer(prepared)
         result["bare_fps"] = len(batches) * batch / (time.perf_counter() - t0)
         result["rss_mb"] = _peak_rss_mb()  # before the single-frame session below adds its own
         # paced single frames at 30 Hz: CPU taken from everything else on the machine
         one = prepared_batches(model, images[:1], 1)[0]
-        run1 = batch_runner(model, images[0], 1, static)
-        run1(one)
+        model.infer(one)
         period, n = 1 / 30, 60
         c0, w0 = _cpu(), time.perf_counter()
         for i in range(n):
-            run1(one)
+            model.infer(one)
             time.sleep(max(0.0, w0 + (i + 1) * period - time.perf_counter()))
         result["paced_cores"] = (_cpu() - c0) / (time.perf_counter() - w0)
     return result

@@ -7,10 +7,13 @@
 2. end to end: ``analyze_video`` on the whole video in a fresh process (decode thread, batching,
    streamed .h5 writing), and the ratio end-to-end / bare (target >= 0.9);
 3. memory: the same analysis of a 4x longer video (the video concatenated 4 times into a temp
-   folder) in another fresh process; peak RSS (VmHWM) of both (target: within 10%).
+   folder) in another fresh process; peak RSS (VmHWM) of both (target: within 10%);
+4. with ``--baseline REF``: the end-to-end analysis with this tree's code and with the code of
+   git commit REF (checked out into a temporary worktree), alternated ``--rounds`` times in fresh
+   processes, and the ratio of their medians (a refactor's regression check).
 
     python benchmarks/video_throughput.py ../shared/data/openfield/videos/m3v1mp4.mp4 \
-        --model model.onnx --threads 2
+        --model model.onnx --threads 2 [--baseline cc6a149]
 
 Any posezoo .onnx works; ``--frames N`` uses only the first N frames (quicker runs).
 """
@@ -28,11 +31,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from frames import batch_runner, prepared_batches, read_frames
+from frames import prepared_batches, read_frames
 
 _CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
+if len(sys.argv) > 6:  # another tree's code: hide this checkout's editable install, import that one
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()]
+    sys.path.insert(0, sys.argv[6])
 from posezoo.runtime import PoseModel
 from posezoo.runtime.video import analyze_video, load_meta
 model_path, video, out_dir, threads, batch = sys.argv[1:6]
@@ -112,25 +118,59 @@ def bare_fps(model_path: Path, video: Path, threads: int, batch: int, n_frames: 
     model = PoseModel.load(model_path, device="cpu", threads=threads)
     frames = read_frames(video, n_frames)
     batches = prepared_batches(model, frames, batch)
-    run = batch_runner(model, frames[0], batch)  # the session analyze uses
-    run(batches[0])  # warm-up
+    model.infer(batches[0])  # warm-up
     done, start, cpu = 0, time.perf_counter(), time.process_time()
     while True:
-        for tensor in batches:
-            run(tensor)
-            done += len(tensor)
+        for prepared in batches:
+            model.infer(prepared)
+            done += prepared.count
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             return done / elapsed, done / (time.process_time() - cpu)
 
 
-def run_child(model: Path, video: Path, out_dir: Path, threads: int, batch: int) -> dict:
+def run_child(model: Path, video: Path, out_dir: Path, threads: int, batch: int, code: Path | None = None) -> dict:
+    """``analyze_video`` in a fresh process (with the package tree at ``code`` instead of this one)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(model), str(video), str(out_dir), str(threads),
-                           str(batch)], capture_output=True, text=True)
+                           str(batch), *([str(code)] if code else [])], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"analysis of {video} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def baseline_code(ref: str, tmp: Path) -> Path:
+    """The package of git commit ``ref`` as an importable tree (``posezoo.runtime`` and friends)."""
+    repo = Path(__file__).resolve().parents[1]
+    tree = tmp / "baseline-tree"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-q", str(tree), ref], check=True)
+    package = tmp / "baseline-code" / "posezoo"
+    package.mkdir(parents=True)
+    for folder in ("runtime", "zoo", "training", "export"):
+        (package / folder).symlink_to(tree / folder)
+    return package.parent
+
+
+def compare_with_baseline(args: argparse.Namespace, video: Path, tmp: Path) -> None:
+    """End-to-end frames/s of this tree and of ``args.baseline``, alternated in fresh processes."""
+    code = baseline_code(args.baseline, tmp)
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        ours, theirs = [], []
+        for i in range(args.rounds):
+            for results, tree in ((ours, None), (theirs, code)):
+                r = run_child(args.model, video, tmp / f"cmp{i}{'b' if tree else 'a'}", args.threads,
+                              args.batch_size, tree)
+                results.append((r["frames"] / r["wall_s"], r["frames"] / r["cpu_s"]))
+        med = lambda rows, k: float(np.median([r[k] for r in rows]))  # noqa: E731
+        print(f"this tree vs {args.baseline}, {args.rounds} alternated rounds (frames/s end to end):")
+        print(f"  this tree   {' '.join(f'{r[0]:.1f}' for r in ours)}   median {med(ours, 0):.1f}")
+        print(f"  {args.baseline:<11} {' '.join(f'{r[0]:.1f}' for r in theirs)}   median {med(theirs, 0):.1f}")
+        print(f"ratio this/baseline   {med(ours, 0) / med(theirs, 0):8.3f}      (wall clock; target >= 0.97)")
+        print(f"ratio per CPU-second  {med(ours, 1) / med(theirs, 1):8.3f}      (independent of load)")
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tmp / "baseline-tree")],
+                       check=False)
 
 
 def decode_fps(video: Path, limit: int = 600) -> float:
@@ -151,6 +191,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None, help="use only the first N frames")
     parser.add_argument("--bare-frames", type=int, default=64, help="frames pre-decoded for the bare model")
     parser.add_argument("--bare-seconds", type=float, default=15.0, help="time per bare measurement")
+    parser.add_argument("--baseline", metavar="REF", help="also compare end to end with the code of git commit REF")
+    parser.add_argument("--rounds", type=int, default=5, help="alternated runs per side for --baseline (default 5)")
     args = parser.parse_args()
     if not args.video.is_file() or not args.model.is_file():
         raise SystemExit(f"not found: {args.video if not args.video.is_file() else args.model}")
@@ -189,6 +231,8 @@ def main() -> None:
         if e2e["corrupt"] or e2e["missing"] or long["corrupt"] or long["missing"]:
             print(f"note: lost frames: 1x {e2e['corrupt']} corrupt / {e2e['missing']} missing; "
                   f"4x {long['corrupt']} / {long['missing']}")
+        if args.baseline:
+            compare_with_baseline(args, one, tmp)
 
 
 if __name__ == "__main__":

@@ -88,11 +88,11 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
         for name, wanted in (("fp16", fp16), ("int8", int8)):
             if not wanted:
                 continue
-            from .variants import make_variant
+            from .variants import calibration_frames, make_variant
 
             progress(f"{name}: converting" + (" (calibrating on the project's training frames)" if name == "int8" else ""))
             target = output.with_name(f"{output.stem}.{name}.onnx")
-            vmodel = make_variant(name, output, run, Path(tmpdir))
+            vmodel = make_variant(name, output, calibration_frames(run), Path(tmpdir))
             vspec = Spec.from_dict(spec.to_dict())
             vspec.provenance["precision"] = name
             vstaged = _save(vmodel, vspec, Path(tmpdir) / f"{name}.onnx")

@@ -1,6 +1,7 @@
 """Smaller/faster variants of an exported fp32 model: fp16 (GPU) and static int8 (CPU)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +24,23 @@ INT8_FORMATS = ("qdq", "qoperator")
 INT8_DEFAULT = ("qdq", "u8")
 
 
-def make_variant(name: str, fp32_path: Path, run: Run, workdir: Path) -> onnx.ModelProto:
+def calibration_frames(run: Run) -> list[np.ndarray]:
+    """The frames int8 is calibrated on: the run's training frames (its test frames if none)."""
+    idx = list(run.split.train)[:CALIBRATION_FRAMES] or list(run.split.test)[:CALIBRATION_FRAMES]
+    return run.frames(idx)
+
+
+def make_variant(name: str, fp32_path: Path, calibration: Sequence[np.ndarray], workdir: Path) -> onnx.ModelProto:
+    """The ``name`` variant ("fp16" or "int8", calibrated on ``calibration``, RGB frames) of a model."""
     if name == "fp16":
-        return _fp16(fp32_path)
+        return fp16(fp32_path)
     if name == "int8":
-        return quantize_int8(fp32_path, run, workdir, *INT8_DEFAULT)
+        return quantize_int8(fp32_path, calibration, workdir, quant_format=INT8_DEFAULT[0],
+                             activations=INT8_DEFAULT[1])
     raise ValueError(f"unknown variant {name!r} (fp16 or int8)")
 
 
-def _fp16(fp32_path: Path) -> onnx.ModelProto:
+def fp16(fp32_path: Path) -> onnx.ModelProto:
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     model = onnx.load(fp32_path)
@@ -40,9 +49,9 @@ def _fp16(fp32_path: Path) -> onnx.ModelProto:
     return convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
 
 
-def quantize_int8(fp32_path: Path, run: Run, workdir: Path, quant_format: str = "qdq",
+def quantize_int8(fp32_path: Path, calibration: Sequence[np.ndarray], workdir: Path, *, quant_format: str = "qdq",
                   activations: str = "u8") -> onnx.ModelProto:
-    """Static int8, per-channel weights, calibrated (min/max) on the run's training frames."""
+    """Static int8, per-channel weights, calibrated (min/max) on ``calibration`` (RGB frames)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -51,10 +60,8 @@ def quantize_int8(fp32_path: Path, run: Run, workdir: Path, quant_format: str = 
                          f"got {quant_format!r}, {activations!r}")
 
     model = PoseModel.load(fp32_path, device="cpu")
-    idx = list(run.split.train)[:CALIBRATION_FRAMES] or list(run.split.test)[:CALIBRATION_FRAMES]
-    frames = run.frames(idx)
     # Calibration tensors are prepared exactly as the runtime prepares them.
-    tensors = [model.prepare([f], color="rgb").tensor for f in frames]
+    tensors = [model.prepare([f], color="rgb").tensor for f in calibration[:CALIBRATION_FRAMES]]
     input_name = model.spec.input.name
 
     class Reader(CalibrationDataReader):

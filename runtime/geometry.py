@@ -78,7 +78,7 @@ def plan(height: int, width: int, inp: InputSpec, pre: PreprocessSpec) -> Plan:
     return Plan((x1, x2, y1, y2), (rh, rw), (th, tw))
 
 
-def apply(frame: np.ndarray, p: Plan, pre: PreprocessSpec, swap_rb: bool, out: np.ndarray) -> None:
+def apply(frame: np.ndarray, p: Plan, pre: PreprocessSpec, *, swap_rb: bool, out: np.ndarray) -> None:
     """Write the prepared frame into ``out`` (tensor-sized, uint8); padding is filled here too."""
     x1, x2, y1, y2 = p.crop
     region = frame[y1:y2, x1:x2]
@@ -100,5 +100,5 @@ def prepare(frame: np.ndarray, inp: InputSpec, pre: PreprocessSpec, color: str =
     """One frame -> (tensor HxWx3 uint8 in the model's colour order, its plan)."""
     p = plan(frame.shape[0], frame.shape[1], inp, pre)
     out = np.empty((*p.tensor, 3), np.uint8)
-    apply(frame, p, pre, color.lower() != inp.color.lower(), out)
+    apply(frame, p, pre, swap_rb=color.lower() != inp.color.lower(), out=out)
     return out, p

@@ -48,10 +48,10 @@ _OKS_BLOCK_ELEMENTS = 1 << 22
 def evaluate_keypoints(
     gt: np.ndarray,
     pred: np.ndarray,
+    *,
     pcutoff: float | None = None,
     oks_sigma: float | Sequence[float] | np.ndarray = 0.1,
     pck_thresholds: Iterable[float] = (5.0, 10.0),
-    *,
     single_animal: bool | None = None,
 ) -> dict[str, Any]:
     """All keypoint metrics of ``pred`` against ``gt``, as a JSON-serialisable dict.
@@ -110,6 +110,7 @@ def evaluate_keypoints(
 def evaluate_poses(
     gt: Poses,
     pred: Poses,
+    *,
     pcutoff: float | None = None,
     oks_sigma: float | Sequence[float] | np.ndarray = 0.1,
     pck_thresholds: Iterable[float] = (5.0, 10.0),

@@ -131,7 +131,7 @@ class PoseModel:
             if frame.shape[:2] != frames[0].shape[:2]:
                 raise ValueError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
                                  f"{frames[0].shape[1]}x{frames[0].shape[0]}: prepare takes frames of one size")
-            geometry.apply(frame, p, self.spec.preprocess, swap, out[i])
+            geometry.apply(frame, p, self.spec.preprocess, swap_rb=swap, out=out[i])
         return Batch(out, p, len(frames), pooled=pooled)
 
     def infer(self, batch: Batch) -> np.ndarray:

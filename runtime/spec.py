@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .poses import DEFAULT_PCUTOFF, skeleton_indices
+
 SCHEMA_VERSION = "1.0"
 METADATA_KEY = "posezoo.spec"
 GRAPH_HASH_KEY = "posezoo.graph_sha256"
@@ -104,7 +106,7 @@ class Spec:
     outputs: dict[str, OutputSpec] = field(default_factory=dict)
     decode: DecodeSpec = field(default_factory=DecodeSpec)
     skeleton: list[list[str]] = field(default_factory=list)
-    pcutoff: float = 0.6
+    pcutoff: float = DEFAULT_PCUTOFF
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
 
@@ -174,8 +176,7 @@ class Spec:
         return cls.from_dict(data, where)
 
     def skeleton_indices(self) -> list[tuple[int, int]]:
-        index = {name: i for i, name in enumerate(self.keypoints)}
-        return [(index[a], index[b]) for a, b in self.skeleton]
+        return skeleton_indices(self.keypoints, self.skeleton)
 
 
 def read_spec(path: str | Path) -> Spec:

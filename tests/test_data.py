@@ -207,7 +207,7 @@ def test_decode_recovers_make_targets() -> None:
         kps[0] = [-0.5, -0.5]
         kps[1] = [W - 0.51, H - 0.51]
         out = make_targets(kps, (H, W), t)
-        dec = decode(out["heatmap"][None], out["locref"][None], stride, t.offset, t.locref_scale)
+        dec = decode(out["heatmap"][None], out["locref"][None], stride, offset=t.offset, locref_scale=t.locref_scale)
         assert dec.shape == (1, 7, 3) and dec.dtype == np.float32
         assert np.abs(dec[0, :, :2] - kps).max() < 0.01
         np.testing.assert_allclose(dec[0, :, 2], out["heatmap"].reshape(7, -1).max(axis=1))
@@ -336,8 +336,8 @@ def test_openfield_frames_through_the_loader(openfield_dir: Path) -> None:
     assert np.all(src == -side(kps, 2))  # in these frames the ears straddle the body axis
     for swap, expect in ((pairs, src), ((), -src)):
         aug = AugmentConfig(flip_prob=1.0)
-        loader = BatchLoader(images, kps, np.arange(6), 3, (256, 256), aug, TargetConfig(stride=8), swap,
-                             seed=0, shuffle=False)
+        loader = BatchLoader(images, kps, np.arange(6), batch_size=3, out_size=(256, 256), aug=aug,
+                             targets=TargetConfig(stride=8), flip_pairs=swap, seed=0, shuffle=False)
         batches = list(loader)
         for batch in batches:
             # The open-field mouse fits a 256 px crop, so every labeled keypoint survives.

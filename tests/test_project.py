@@ -193,7 +193,7 @@ def test_errors_name_file_and_problem(tmp_path: Path) -> None:
 
 
 def test_split_random_is_seeded_and_deterministic() -> None:
-    a, b, c = make_split(116, 0.95, seed=0), make_split(116, 0.95, seed=0), make_split(116, 0.95, seed=1)
+    a, b, c = make_split(116, train_fraction=0.95, seed=0), make_split(116, train_fraction=0.95, seed=0), make_split(116, train_fraction=0.95, seed=1)
     assert a == b and a.train != c.train
     assert len(a.train) == 110 and len(a.test) == 6  # floor(116 * 0.95) train frames, like DLC
     assert sorted(a.train + a.test) == list(range(116)) and a.method == "random"

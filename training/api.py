@@ -67,7 +67,7 @@ def train(project: str | Path | None = None, *, backend: str | None = None, outp
 def _write_spec(run: Run) -> None:
     from .run import build_spec, write_json
 
-    spec = build_spec(run.cfg, run.project, run.cfg.targets.stride, name=f"{run.project.root.name}-{run.cfg.model.name}")
+    spec = build_spec(run.cfg, run.project, stride=run.cfg.targets.stride, name=f"{run.project.root.name}-{run.cfg.model.name}")
     write_json(run.path / "spec.json", spec.to_dict())
 
 

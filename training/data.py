@@ -358,7 +358,7 @@ def make_targets(coords: np.ndarray, in_size: tuple[int, int], tcfg: TargetConfi
             "weight": valid.astype(np.float32)}
 
 
-def decode(heatmap: np.ndarray, locref: np.ndarray | None, stride: int, offset: float | None = None,
+def decode(heatmap: np.ndarray, locref: np.ndarray | None, stride: int, *, offset: float | None = None,
            locref_scale: float = LOCREF_SCALE) -> np.ndarray:
     """(N, K, 3) x, y, score in input pixels: the argmax cell, refined by its locref vector.
 
@@ -402,7 +402,7 @@ class BatchLoader:
 
     KEYS = ("image", "heatmap", "locref", "locref_mask", "weight", "coords")
 
-    def __init__(self, images: ImageSource, coords: np.ndarray, indices: Sequence[int] | np.ndarray,
+    def __init__(self, images: ImageSource, coords: np.ndarray, indices: Sequence[int] | np.ndarray, *,
                  batch_size: int, out_size: tuple[int, int], aug: AugmentConfig, targets: TargetConfig,
                  flip_pairs: Pairs = (), seed: int = 0, workers: int = 2, prefetch: int = 2,
                  shuffle: bool = True, drop_last: bool = True) -> None:

@@ -39,9 +39,9 @@ def predict_frames(forward: Forward, frames: Sequence[np.ndarray], spec: Spec, *
             chunk = idx[start:start + batch_size]
             batch = np.empty((len(chunk), *plan.tensor, 3), np.uint8)
             for j, i in enumerate(chunk):
-                geometry.apply(frames[i], plan, spec.preprocess, swap, batch[j])
+                geometry.apply(frames[i], plan, spec.preprocess, swap_rb=swap, out=batch[j])
             probs, locref = forward(batch)
-            coords[chunk, 0] = plan.to_frame(decode(probs, locref, dec.stride, dec.offset, dec.locref_scale))
+            coords[chunk, 0] = plan.to_frame(decode(probs, locref, dec.stride, offset=dec.offset, locref_scale=dec.locref_scale))
     return Poses(coords, spec.keypoints, skeleton=spec.skeleton, scorer=spec.name, model=spec.name)
 
 

@@ -257,6 +257,7 @@ def benchmark_test_indices(n: int, every: int = 5, offset: int = 4) -> list[int]
 
 def make_split(
     n: int,
+    *,
     train_fraction: float | None = None,
     test_indices: Sequence[int] | None = None,
     seed: int = 0,

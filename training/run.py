@@ -82,7 +82,7 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def build_spec(cfg: TrainConfig, project: Project, stride: int, name: str) -> Spec:
+def build_spec(cfg: TrainConfig, project: Project, *, stride: int, name: str) -> Spec:
     """The spec a model trained with ``cfg`` on ``project`` is evaluated and deployed with."""
     multiple = math.lcm(int(cfg.input.size_multiple), int(stride))
     scale = float(cfg.input.scale)
@@ -132,8 +132,9 @@ class Run:
         cfg = self.cfg
         images, coords = self.scaled_samples(list(range(len(self.project))))
         pairs = flip_pairs(self.project.keypoints, cfg.augment.flip_pairs or None)
-        return BatchLoader(images, coords, self.split.train, cfg.train.batch_size, tuple(cfg.input.train_size),
-                           cfg.augment, cfg.targets, pairs, seed=cfg.train.seed, workers=cfg.train.workers)
+        return BatchLoader(images, coords, self.split.train, batch_size=cfg.train.batch_size,
+                           out_size=tuple(cfg.input.train_size), aug=cfg.augment, targets=cfg.targets,
+                           flip_pairs=pairs, seed=cfg.train.seed, workers=cfg.train.workers)
 
     def scaled_samples(self, indices: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
         """Images at the network's input scale (the spec's host geometry, unpadded) and their

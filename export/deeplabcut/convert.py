@@ -271,13 +271,10 @@ def _gate_frames(frames: Sequence[np.ndarray] | None, project_cfg: Path | None) 
 
 def _variant(kind: str, fp32_path: Path, spec: Spec, frames: list[np.ndarray], fp32: np.ndarray, workdir: Path,
              force: bool, progress: Callable[[str], None]) -> Path:
-    from ..variants import INT8_DEFAULT, _fp16, quantize_int8
+    from ..variants import make_variant
 
     progress(f"{kind}: converting" + (" (calibrating on the gate frames)" if kind == "int8" else ""))
-    if kind == "int8":
-        vmodel = quantize_int8(fp32_path, _Frames(frames), workdir, *INT8_DEFAULT)  # type: ignore[arg-type]
-    else:
-        vmodel = _fp16(fp32_path)
+    vmodel = make_variant(kind, fp32_path, frames, workdir)
     vspec = Spec.from_dict(spec.to_dict())
     vspec.provenance["precision"] = kind
     staged = _save(vmodel, vspec, workdir / f"{kind}.onnx")
@@ -296,18 +293,3 @@ def _variant(kind: str, fp32_path: Path, spec: Spec, frames: list[np.ndarray], f
     os.replace(staged, target)
     progress(f"wrote {target} (mean change {figures['mean_px_change']:.3f} px)")
     return target
-
-
-class _Frames:
-    """The frame source `variants.quantize_int8` reads calibration frames from (a run's surface)."""
-
-    class _Split:
-        def __init__(self, n: int) -> None:
-            self.train, self.test = list(range(n)), []
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self._frames = frames
-        self.split = self._Split(len(frames))
-
-    def frames(self, idx: Sequence[int]) -> list[np.ndarray]:
-        return [self._frames[i] for i in idx]

@@ -233,7 +233,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--output", "-o", type=Path, default=None, help="output video (.mp4 or .avi)")
     p.add_argument("--output-dir", type=Path, default=None, help="where a model's results go (default: beside the video)")
     p.add_argument("--pcutoff", type=probability, default=None,
-                   help="hide keypoints under this likelihood (default: model spec, config, else 0.6)")
+                   help="hide keypoints under this likelihood (default: model spec, config, else DeepLabCut's 0.6)")
     p.add_argument("--skeleton", nargs=2, action="append", metavar=("BODYPART", "BODYPART"),
                    help="a skeleton edge to draw; repeat for more (replaces the model's / config's)")
     p.add_argument("--config", type=Path, default=None, help="DeepLabCut config.yaml for skeleton and pcutoff")
@@ -250,6 +250,6 @@ def add_commands(sub: Any) -> None:
     p.add_argument("results", type=Path, help="results .h5/.csv")
     p.add_argument("--output-dir", type=Path, default=None,
                    help="folder for the PNGs (default plot-poses/<video>/ beside the results)")
-    p.add_argument("--pcutoff", type=probability, default=None, help="likelihood cutoff (default: config, else 0.6)")
+    p.add_argument("--pcutoff", type=probability, default=None, help="likelihood cutoff (default: config, else DeepLabCut's 0.6)")
     p.add_argument("--config", type=Path, default=None, help="DeepLabCut config.yaml to take pcutoff from")
     p.set_defaults(handler=_cmd_plot)

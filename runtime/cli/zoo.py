@@ -1,11 +1,11 @@
-"""`posezoo zoo ...`: list, info, pull, pack, publish, serve (the work is in posezoo.zoo)."""
+"""`posezoo zoo ...`: list, info, pull, pack, publish, site, serve (the work is in posezoo.zoo)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from posezoo.zoo import cache
 from posezoo.zoo.card import human_size, model_card
@@ -14,23 +14,7 @@ from posezoo.zoo.errors import ZooError
 from posezoo.zoo.names import parse_ref, version_key
 from posezoo.zoo.resolve import Catalogue, find_entry, load_catalogue, pull, resolve_model
 
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _guard(fn: Handler) -> Handler:
-    """Turn ZooError into one clear line on stderr and exit code 2 (like the main CLI), not a
-    traceback, unless --debug asked for tracebacks."""
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except ZooError as exc:
-            if getattr(args, "debug", False):
-                raise
-            print(f"posezoo zoo: error: {exc}", file=sys.stderr)
-            return 2
-    run.__name__ = fn.__name__
-    run.__doc__ = fn.__doc__
-    return run
+from .common import positive, require_extra
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -58,7 +42,6 @@ def _warn(problems: list[str]) -> None:
         print(f"warning: {problem}", file=sys.stderr)
 
 
-@_guard
 def cmd_list(args: argparse.Namespace) -> int:
     catalogue = load_catalogue()
     rows = _all_entries(catalogue)
@@ -92,7 +75,6 @@ def _entry_for(ref: str) -> ZooEntry:
         return versions[-1]
 
 
-@_guard
 def cmd_info(args: argparse.Namespace) -> int:
     entry = _entry_for(args.ref)
     cached = _cache_state(entry)
@@ -112,7 +94,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
 def cmd_pull(args: argparse.Namespace) -> int:
     if args.force:
         path = pull(find_entry(args.ref), quiet=args.quiet, force=True)
@@ -122,7 +103,6 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
 def cmd_pack(args: argparse.Namespace) -> int:
     from posezoo.zoo.packing import pack
 
@@ -134,14 +114,35 @@ def cmd_pack(args: argparse.Namespace) -> int:
             raise ZooError(f"{args.metrics}: cannot read metrics JSON: {exc}") from None
         if not isinstance(metrics, dict):
             raise ZooError(f"{args.metrics}: metrics must be a JSON object")
-    out = pack(args.model, args.output, name=args.name, version=args.version,
-               description=args.description, license=args.license,
-               training_data=args.training_data, metrics=metrics, force=args.force)
+    model, sample = Path(args.model), args.sample
+    if (model / "run.json").is_file():  # a training run: export it first when it has no export
+        if not (model / "exports" / "model.onnx").is_file():
+            require_extra("onnx", "torch")
+            from posezoo.export import export
+
+            print(f"{model} has no export yet: exporting it (with the parity gate)")
+            export(model)
+        if sample is None:
+            from posezoo.training.run import load_run
+
+            run = load_run(model)
+            sample = run.project.image_path((list(run.split.test) or list(run.split.train))[0])
+    out = pack(model, args.output, name=args.name, version=args.version, description=args.description,
+               license=args.license, training_data=args.training_data, metrics=metrics, species=args.species,
+               view=args.view, sample_image=sample, measure_speed=not args.no_speed, threads=args.threads,
+               force=args.force)
     print(f"packed {out} (publish it with `posezoo zoo publish {out} ZOO_DIR`)")
     return 0
 
 
-@_guard
+def cmd_site(args: argparse.Namespace) -> int:
+    from posezoo.zoo.site import build_site
+
+    page = build_site(args.zoo_dir, args.output, zoo_url=args.zoo_url)
+    print(f"wrote {page} (open it in a browser, or copy {page.parent} to any web server)")
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from posezoo.zoo.packing import publish
 
@@ -150,7 +151,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
 def cmd_serve(args: argparse.Namespace) -> int:
     from posezoo.zoo.serve import serve
 
@@ -161,7 +161,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `zoo` command (with its sub-commands) to an argparse subparsers object."""
     zoo = subparsers.add_parser(
-        "zoo", help="list, download, pack, publish and serve shared models",
+        "zoo", help="list, download, pack, publish and serve shared models, and the zoo's web site",
         description="The model zoo. Sources: POSEZOO_ZOO (comma- or os.pathsep-separated URLs "
                     "or directories), else `zoo_sources` in $POSEZOO_HOME/config.yaml, then the "
                     "built-in index. Cache: $POSEZOO_HOME/models. POSEZOO_OFFLINE=1 uses the "
@@ -184,11 +184,12 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_pull)
 
     p = sub.add_parser(
-        "pack", help="make a zoo entry (model, entry.json, README.md) from an exported model",
-        description="RUN_OR_ONNX is an exported .onnx file, a training run directory (its "
-                    "exports/model.onnx from `posezoo export RUN`) or a directory that holds exactly one "
-                    ".onnx file (model.onnx is preferred when there are several). Name, keypoints, "
-                    "skeleton, metrics and provenance come from the model's embedded spec.")
+        "pack", help="make a zoo entry from an exported model or a training run (exported first when it has none)",
+        description="RUN_OR_ONNX is an exported .onnx file, a training run directory (exported first, with the "
+                    "parity gate, when it has no exports/model.onnx yet) or a directory that holds exactly one "
+                    ".onnx file (model.onnx is preferred when there are several). Name, keypoints, skeleton, "
+                    "metrics and provenance come from the model's embedded spec; a sample frame is drawn with "
+                    "the predicted keypoints and the CPU frames/s are measured for the card.")
     p.add_argument("model", metavar="RUN_OR_ONNX")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="entry directory to write")
     p.add_argument("--name", help="entry name (default: the spec's name)")
@@ -198,6 +199,13 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--training-data", default=None,
                    help="what it was trained on (default: the spec's provenance dataset)")
     p.add_argument("--metrics", metavar="JSON", help="metrics JSON file (default: from the spec)")
+    p.add_argument("--species", default="", help="animal, e.g. mouse or 'Mus musculus'")
+    p.add_argument("--view", default="", help="camera view: top, side, bottom, front...")
+    p.add_argument("--sample", metavar="IMAGE", help="frame drawn with predicted keypoints for the card "
+                   "(default for a run: its first test image)")
+    p.add_argument("--no-speed", action="store_true", help="skip the CPU frames/s measurement (about 1 s)")
+    p.add_argument("--threads", type=positive, default=None,
+                   help="threads for the speed figure (default: the physical cores)")
     p.add_argument("--force", action="store_true", help="write into a non-empty DIR")
     p.set_defaults(handler=cmd_pack)
 
@@ -207,7 +215,18 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing NAME@VERSION")
     p.set_defaults(handler=cmd_publish)
 
-    p = sub.add_parser("serve", help="serve a zoo directory over HTTP (with resumable downloads)")
+    p = sub.add_parser("site", help="write the zoo's static web site (a catalogue and a card per model)",
+                       description="Plain HTML and CSS with relative links and nothing fetched from elsewhere: "
+                                   "open it from disk or copy SITE_DIR to any web server.")
+    p.add_argument("zoo_dir", metavar="ZOO_DIR")
+    p.add_argument("--output", "-o", metavar="SITE_DIR", default=None,
+                   help="default: ZOO_DIR itself, beside index.json")
+    p.add_argument("--zoo-url", default=None, help="address ZOO_DIR is served from, for download links and "
+                   "commands when SITE_DIR is published apart from it")
+    p.set_defaults(handler=cmd_site)
+
+    p = sub.add_parser("serve", help="serve a zoo directory over HTTP: its web site at /, index and models "
+                                     "beside it (resumable downloads)")
     p.add_argument("zoo_dir", metavar="ZOO_DIR")
     p.add_argument("--port", type=int, default=8000, help="default: %(default)s; 0 picks a free port")
     p.add_argument("--host", default="127.0.0.1",
