@@ -250,12 +250,12 @@ def test_hrnet_auto_padding_becomes_the_size_multiple():
 def test_not_a_deeplabcut_model(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     assert not is_deeplabcut_model(tmp_path) and not is_deeplabcut_model(tmp_path / "notes.txt")
-    run = tmp_path / "posezoo-run"  # a posezoo run directory is left to posezoo's own exporter
+    run = tmp_path / "runs" / "r1"  # a posezoo run directory is left to posezoo's own exporter
     (run / "snapshots").mkdir(parents=True)
     for name in ("config.yaml", "metrics.json", "snapshots/last.pt", "snapshots/best.pt"):
         (run / name).write_text("{}")
     assert not is_deeplabcut_model(run)
-    with pytest.raises(DeepLabCutModelError, match=r"not a DeepLabCut model \(found a folder holding notes.txt\)"):
+    with pytest.raises(DeepLabCutModelError, match=r"not a DeepLabCut model \(found a folder holding notes.txt, runs\)"):
         from_deeplabcut(tmp_path, tmp_path / "x.onnx", **QUIET)
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(DeepLabCutModelError, match="other.pt: not a DeepLabCut model .*deeplabcut.export_model"):
