@@ -152,11 +152,16 @@ class PoseModel:
         return np.concatenate([self.session.run([self._output], {self._input: tensor[i:i + 1]})[0]
                                for i in range(len(tensor))])
 
+    def layout(self, n_frames: int = 0) -> Poses:
+        """``n_frames`` frames of absent poses with this model's names: what its results look like."""
+        return Poses.empty(n_frames, self.spec.keypoints, dtype=np.float32, skeleton=self.spec.skeleton,
+                           scorer=self.name, model=self.name)
+
     def postprocess(self, raw: np.ndarray, batch: Batch) -> Poses:
         """Graph output in tensor pixels -> `Poses` in the frames' own pixels."""
-        coords = batch.plan.to_frame(raw[:batch.count])
-        return Poses(coords[:, None], self.spec.keypoints, skeleton=self.spec.skeleton, scorer=self.name,
-                     model=self.name)
+        poses = self.layout(0)
+        poses.coords = batch.plan.to_frame(raw[:batch.count])[:, None]
+        return poses
 
     # -- conveniences on top --------------------------------------------------------------------
     def predict(self, frames: Frames, color: str = "bgr") -> Poses:
@@ -164,14 +169,17 @@ class PoseModel:
         pixels. ``color`` is the frames' channel order: "bgr" (OpenCV) or "rgb"."""
         items = _as_frame_list(frames)
         _swap(color, self.spec)
-        coords = np.empty((len(items), 1, len(self.spec.keypoints), 3), np.float32)
+        out = self.layout(len(items))
         groups: dict[tuple[int, int], list[int]] = {}
         for i, frame in enumerate(items):
             groups.setdefault(frame.shape[:2], []).append(i)
         for idx in groups.values():
             batch = self.prepare([items[i] for i in idx], color)
-            coords[idx] = self.postprocess(self.infer(batch), batch).coords
-        return Poses(coords, self.spec.keypoints, skeleton=self.spec.skeleton, scorer=self.name, model=self.name)
+            part = self.postprocess(self.infer(batch), batch)
+            out.coords[idx] = part.coords
+            if out.unique is not None:
+                out.unique[idx] = part.unique
+        return out
 
     def __call__(self, frame: np.ndarray, color: str = "bgr") -> Poses:
         """One frame -> its `Poses`: the low-latency path.

@@ -143,7 +143,8 @@ def _analyze(model: PoseModel, video: Path, opt: _Options) -> Outcome:
         state_path = h5.with_name(h5.name + ".partial.json")
         state = {"model_sha256": sha, "video": str(video.resolve()), "video_bytes": video.stat().st_size,
                  "video_mtime_ns": video.stat().st_mtime_ns, "declared_frames": info.frame_count}
-        layout = Poses.empty(0, model.keypoints, scorer=scorer)
+        layout = model.layout()
+        layout.scorer = scorer
         writer, prior = _open_writer(h5, state_path, state, layout, csv=opt.csv, expected=info.frame_count,
                                      resume=opt.resume and not opt.overwrite)
         with writer:  # an exception keeps the flushed .partial for the next run to resume
