@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,9 +24,16 @@ def test_readme_wheel_lines_install_a_working_light_runtime(tmp_path):
     wheel_name = f"posezoo-{_version()}-py3-none-any.whl"
     assert "pip wheel --no-deps -w dist ./posezoo" in text and f"pip install dist/{wheel_name}" in text
 
-    # The README's `pip wheel`, offline: the build backend comes from this environment.
+    # The README's `pip wheel`, offline (the build backend comes from this environment), on a copy
+    # of the sources: setuptools writes build/ beside them.
+    source = tmp_path / "src"
+    for item in ("pyproject.toml", "README.md", "runtime", "zoo", "training", "export"):
+        copy = shutil.copytree if (REPO / item).is_dir() else shutil.copy
+        source.mkdir(exist_ok=True)
+        copy(REPO / item, source / item, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                            if (REPO / item).is_dir() else {}))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "dist"), str(REPO)], check=True, capture_output=True)
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
     wheel = tmp_path / "dist" / wheel_name
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ("posezoo/runtime/model.py", "posezoo/runtime/io/dlc.py", "posezoo/runtime/cli/__init__.py",
