@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -65,8 +66,28 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_text(data: Any, *, indent: int | None = 2, sort_keys: bool = False, default: Any = None) -> str:
+    """Standard JSON that every language reads: NaN and infinities become null (Python would
+    write the invalid tokens ``NaN``/``Infinity``), numpy values become plain numbers and lists."""
+    return json.dumps(_plain(data), indent=indent, sort_keys=sort_keys, default=default, allow_nan=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json_atomic(path: str | os.PathLike[str], data: Any, default: Any = None) -> Path:
-    return write_text_atomic(path, json.dumps(data, indent=2, default=default) + "\n")
+    return write_text_atomic(path, json_text(data, default=default) + "\n")
 
 
 def copy_atomic(src: str | os.PathLike[str], dst: str | os.PathLike[str], chunk: int = 1 << 20) -> Path:

@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 
 from . import geometry
-from .onnxfile import OnnxFileError, graph_sha256_of_file
 from .poses import Poses
 from .session import ModelLoadError, SessionSettings, active_device, open_session, providers_for
-from .spec import GRAPH_HASH_KEY, Spec, SpecError, spec_from_session
+from .spec import Spec, SpecError, spec_from_session
 from .static import StaticSession
 
 Frames = np.ndarray | Sequence[np.ndarray]
@@ -269,16 +268,8 @@ def _as_frame_list(frames: Frames) -> list[np.ndarray]:
 
 
 def _check_graph(session: Any, spec: Spec, path: Path) -> None:
-    """Refuse a file whose graph and spec do not belong together."""
-    meta = session.get_modelmeta().custom_metadata_map
-    if GRAPH_HASH_KEY in meta:
-        try:
-            actual = graph_sha256_of_file(path)
-        except OnnxFileError as exc:
-            raise ModelLoadError(str(exc)) from None
-        if actual != meta[GRAPH_HASH_KEY]:
-            raise ModelLoadError(f"{path}: the model graph was modified after export (graph sha256 "
-                                 f"{actual[:12]}... != recorded {meta[GRAPH_HASH_KEY][:12]}...); re-export it")
+    """Refuse a file whose graph and spec do not belong together (`spec_from_session` has
+    already checked that neither was edited after export)."""
     inputs = session.get_inputs()
     if len(inputs) != 1 or inputs[0].name != spec.input.name:
         raise SpecError(f"{path}: spec field 'input.name' is {spec.input.name!r} but the graph's inputs are "

@@ -1,7 +1,8 @@
-"""Just enough of the ONNX protobuf wire format to fingerprint a model's graph without `onnx`.
+"""Just enough of the ONNX protobuf wire format to fingerprint a model without `onnx`.
 
-The exporter stores sha256(graph bytes) beside the spec; the runtime recomputes it at load time,
-so an edited graph (or a spec pasted onto another model) is refused instead of silently run.
+The exporter stores sha256(graph bytes) and sha256(spec text) beside the spec; the runtime
+recomputes both when it reads a model, so an edited graph, an edited spec (reversed keypoint names,
+another resize scale) or a spec pasted onto another model is refused instead of silently run.
 """
 from __future__ import annotations
 
@@ -70,3 +71,28 @@ def graph_sha256_of_file(path: str | Path) -> str:
 def graph_sha256_of_model(model: Any) -> str:
     """The same fingerprint computed from an in-memory ``onnx.ModelProto``."""
     return hashlib.sha256(model.graph.SerializeToString()).hexdigest()
+
+
+def text_sha256(text: str) -> str:
+    """The spec's fingerprint: sha256 of its JSON text exactly as stored."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_fingerprints(path: str | Path, meta: dict[str, str], spec_key: str, graph_key: str,
+                       spec_hash_key: str) -> None:
+    """Refuse a file whose graph or spec changed after export (files from before the spec was
+    fingerprinted carry only the graph's hash, which is still checked)."""
+    from .session import ModelLoadError  # the error every model-loading failure raises
+
+    recorded = meta.get(spec_hash_key)
+    if recorded is not None and spec_key in meta and text_sha256(meta[spec_key]) != recorded:
+        raise ModelLoadError(f"{path}: the embedded spec was edited after export (its sha256 differs from the "
+                             "recorded one); re-export the model or download it again")
+    if graph_key in meta:
+        try:
+            actual = graph_sha256_of_file(path)
+        except OnnxFileError as exc:
+            raise ModelLoadError(str(exc)) from None
+        if actual != meta[graph_key]:
+            raise ModelLoadError(f"{path}: the model graph was modified after export (graph sha256 "
+                                 f"{actual[:12]}... != recorded {meta[graph_key][:12]}...); re-export it")

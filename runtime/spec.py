@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .files import json_text
 from .poses import DEFAULT_PCUTOFF, skeleton_indices
 
 SCHEMA_VERSION = "1.0"
 METADATA_KEY = "posezoo.spec"
 GRAPH_HASH_KEY = "posezoo.graph_sha256"
+SPEC_HASH_KEY = "posezoo.spec_sha256"
 
 INTERPOLATIONS = ("nearest", "linear", "area", "cubic")
 RESIZE_POLICIES = ("none", "scale", "fit")
@@ -138,7 +140,7 @@ class Spec:
         return dataclasses.asdict(self)
 
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+        return json_text(self.to_dict(), indent=indent, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "<spec>") -> "Spec":
@@ -188,24 +190,30 @@ def read_spec(path: str | Path) -> Spec:
 
 
 def spec_from_session(session: Any, path: str | Path) -> Spec:
+    """The spec of an open model file, after checking that neither it nor the graph was edited."""
+    from .onnxfile import check_fingerprints
+
     meta = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in meta:
         raise SpecError(f"{path}: this ONNX file carries no posezoo spec (metadata key {METADATA_KEY!r}); "
                         "export it with `posezoo export` or embed a spec with posezoo.runtime.spec.embed_spec")
+    check_fingerprints(path, meta, METADATA_KEY, GRAPH_HASH_KEY, SPEC_HASH_KEY)
     return Spec.from_json(meta[METADATA_KEY], str(path))
 
 
 def embed_spec(model: Any, spec: Spec) -> Any:
-    """Write ``spec`` (and the graph's hash) into an ``onnx.ModelProto``'s metadata_props.
-
-    Duck-typed so the runtime need not import ``onnx``; replaces any earlier posezoo entries.
+    """Write ``spec`` and the fingerprints of it and of the graph into an ``onnx.ModelProto``'s
+    metadata_props. Duck-typed so the runtime need not import ``onnx``; replaces earlier entries.
     """
-    from .onnxfile import graph_sha256_of_model
+    from .onnxfile import graph_sha256_of_model, text_sha256
 
     spec.validate()
-    keep = [(p.key, p.value) for p in model.metadata_props if p.key not in (METADATA_KEY, GRAPH_HASH_KEY)]
+    ours = (METADATA_KEY, GRAPH_HASH_KEY, SPEC_HASH_KEY)
+    keep = [(p.key, p.value) for p in model.metadata_props if p.key not in ours]
     del model.metadata_props[:]
-    for key, value in keep + [(METADATA_KEY, spec.to_json()), (GRAPH_HASH_KEY, graph_sha256_of_model(model))]:
+    text = spec.to_json()
+    for key, value in keep + [(METADATA_KEY, text), (GRAPH_HASH_KEY, graph_sha256_of_model(model)),
+                              (SPEC_HASH_KEY, text_sha256(text))]:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model

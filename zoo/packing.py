@@ -70,16 +70,11 @@ def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None
     command line's job (`posezoo zoo pack RUN`): the zoo never imports the training code.
     """
     from posezoo.runtime import PoseModel
-    from posezoo.runtime.session import ModelLoadError
-    from posezoo.runtime.spec import SpecError, read_spec
 
     from .sample import SAMPLE_FILE, read_image, render_sample  # OpenCV: only when packing
 
     model = find_model_file(Path(run_or_onnx))
-    try:
-        spec = read_spec(model)
-    except (SpecError, ModelLoadError) as exc:  # both name the file and the problem
-        raise ZooError(str(exc)) from None
+    spec = _read_spec(model)
     name = name or spec.name
     try:
         validate_name(name)
@@ -142,7 +137,19 @@ def read_entry_dir(entry_dir: Path) -> ZooEntry:
         if file.stat().st_size != f.size or actual != f.sha256:
             raise IntegrityError(f"{file}: does not match {path} (sha256 {actual}, entry says "
                                  f"{f.sha256}); re-run `posezoo zoo pack`")
+    _read_spec(entry_dir / entry.model_file.name)  # an edited graph or spec is never shared
     return entry
+
+
+def _read_spec(model: Path) -> Any:
+    """The model's spec, after the checks that its graph and spec were not edited since export."""
+    from posezoo.runtime.session import ModelLoadError
+    from posezoo.runtime.spec import SpecError, read_spec
+
+    try:
+        return read_spec(model)
+    except (SpecError, ModelLoadError) as exc:  # both name the file and the problem
+        raise ZooError(str(exc)) from None
 
 
 def _read_raw_index(index: Path) -> list[dict[str, Any]]:

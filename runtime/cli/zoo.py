@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from posezoo.runtime.files import json_text
 from posezoo.zoo import cache
 from posezoo.zoo.card import human_size, model_card
 from posezoo.zoo.entry import ZooEntry
@@ -48,7 +49,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     _warn(catalogue.problems)
     if args.json:
         doc = [{**e.to_dict(), "cached": c, "source": e.source} for e, c in rows]
-        print(json.dumps(doc, indent=2))
+        print(json_text(doc))
         return 0
     if not rows:
         print("no models found in the zoo sources")
@@ -80,7 +81,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     cached = _cache_state(entry)
     path = cache.model_path(entry)
     if args.json:
-        print(json.dumps({**entry.to_dict(), "source": entry.source, "cached": cached,
+        print(json_text({**entry.to_dict(), "source": entry.source, "cached": cached,
                           "path": str(path) if cached else None}, indent=2))
         return 0
     spec: dict[str, Any] | None = None
