@@ -29,7 +29,8 @@ import numpy as np
 
 from .decode import Decoder, DecodeStats, VideoError, VideoInfo, open_video
 from .files import sha256_file, write_json_atomic
-from .io.writer import ResultsWriter, nan_rows
+from .io.writer import ResultsWriter, nan_rows, set_aside_unreadable
+from .lock import file_lock
 from .model import PoseModel
 from .poses import Poses
 from .version import version
@@ -137,6 +138,11 @@ def _analyze(model: PoseModel, video: Path, opt: _Options) -> Outcome:
         from .io.nwb import require_nwb
 
         require_nwb()  # fail before hours of work, not after
+    with file_lock(h5.with_name(f".{h5.name}.lock"), f"{h5}", wait=False):
+        return _analyze_locked(model, video, h5, scorer, opt)
+
+
+def _analyze_locked(model: PoseModel, video: Path, h5: Path, scorer: str, opt: _Options) -> Outcome:
     cap, info = open_video(video)
     try:
         sha = _model_sha256(model)
@@ -237,6 +243,10 @@ def _open_writer(h5: Path, state_path: Path, state: dict[str, Any], layout: Pose
     """A fresh writer, or one that continues a partial left by the same model on the same video."""
     partial = h5.with_name(h5.name + ".partial")
     kwargs: dict[str, Any] = {"csv": csv, "keep_partial": True, "expected_frames": expected or None}
+    aside = set_aside_unreadable(partial) if resume else None
+    if aside is not None:
+        warnings.warn(f"{partial}: cannot be resumed (the analysis stopped before its first write); set aside as "
+                      f"{aside.name}, starting the video over", stacklevel=4)
     if resume and partial.exists():
         try:
             previous = json.loads(state_path.read_text())

@@ -334,7 +334,8 @@ def test_offline_serves_from_cache_and_fails_clearly(served: str, zoo_env: Path,
     with pytest.raises(NotCachedError) as err:
         resolve_model("zoo:other-model@2.0")
     assert str(err.value) == (
-        f"model other-model@2.0 is not in the cache at {zoo_env / 'models'}; run "
+        f"zoo:other-model@2.0: model other-model@2.0 is not in the cache at {zoo_env / 'models'} and "
+        "POSEZOO_OFFLINE is set; run "
         "`posezoo zoo pull other-model@2.0` on a machine with network, or copy the cache")
     with pytest.raises(NotCachedError, match=r"model other-model is not in the cache"):
         resolve_model("zoo:other-model")

@@ -8,16 +8,17 @@ local (non-HTTP) sources.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from posezoo.runtime.files import write_json_atomic
+from posezoo.runtime.lock import file_lock
 
 from . import cache
 from .entry import ZooEntry
 from .errors import NotCachedError, ZooError
 from .fetch import download, is_remote, offline
-from .lock import file_lock
 from .names import parse_ref, version_key
 from .sources import configured_sources, load_index
 
@@ -30,6 +31,7 @@ class Catalogue:
 
     entries: list[ZooEntry] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # every source asked, in order
 
     def versions(self, name: str) -> list[ZooEntry]:
         return sorted((e for e in self.entries if e.name == name), key=lambda e: version_key(e.version))
@@ -46,6 +48,7 @@ def load_catalogue(sources: list[str] | None = None) -> Catalogue:
     catalogue = Catalogue()
     seen: set[str] = set()
     for source in configured_sources() if sources is None else sources:
+        catalogue.sources.append(source)
         if offline() and is_remote(source):
             catalogue.problems.append(f"{source}: skipped (POSEZOO_OFFLINE is set)")
             continue
@@ -83,15 +86,21 @@ def pull(entry: ZooEntry, *, quiet: bool = False, force: bool = False) -> Path:
         old = cache.cached_entry(entry.name, entry.version)
         if old is not None and not force and cache.same_files(old, entry) and cache.is_complete(old):
             return cache.model_path(entry)
-        # Drop the completion marker first: a crash below leaves an incomplete, not a wrong, entry.
-        (vdir / cache.ENTRY_FILE).unlink(missing_ok=True)
         kept = {(f.name, f.sha256, f.size) for f in old.files} if old is not None and not force else set()
+        staged: list[tuple[Path, Path]] = []
         for f in entry.files:
             dest = cache.file_path(entry, f.name)
             if (f.name, f.sha256, f.size) in kept and dest.is_file() and dest.stat().st_size == f.size:
                 continue
-            download(f.url, dest, sha256=f.sha256, size=f.size, label=f"{entry.ref} {f.name}",
-                     quiet=quiet)
+            # A cached copy stays usable until its replacement is downloaded and verified.
+            target = dest.with_name(dest.name + ".new") if dest.exists() else dest
+            download(f.url, target, sha256=f.sha256, size=f.size, label=f"{entry.ref} {f.name}", quiet=quiet)
+            staged.append((target, dest))
+        # Drop the completion marker before replacing files: a crash in between leaves an
+        # incomplete, never a wrong, entry.
+        (vdir / cache.ENTRY_FILE).unlink(missing_ok=True)
+        for target, dest in staged:
+            os.replace(target, dest)
         write_json_atomic(vdir / cache.ENTRY_FILE, entry.to_dict())
     return cache.model_path(entry)
 
@@ -99,8 +108,8 @@ def pull(entry: ZooEntry, *, quiet: bool = False, force: bool = False) -> Path:
 def _not_cached(name: str, version: str | None) -> NotCachedError:
     ref = f"{name}@{version}" if version else name
     return NotCachedError(
-        f"model {ref} is not in the cache at {cache.cache_root()}; run `posezoo zoo pull {ref}` "
-        "on a machine with network, or copy the cache"
+        f"zoo:{ref}: model {ref} is not in the cache at {cache.cache_root()} and POSEZOO_OFFLINE is set; run "
+        f"`posezoo zoo pull {ref}` on a machine with network, or copy the cache"
     )
 
 
@@ -113,7 +122,7 @@ def find_entry(ref: str, sources: list[str] | None = None) -> ZooEntry:
         return entry
     available = [e.version for e in catalogue.versions(name)]
     what = f"model {name}@{version}" if version else f"model {name}"
-    msg = f"{what} is not in any zoo source"
+    msg = f"zoo:{ref.removeprefix('zoo:')}: {what} is not in any zoo source (tried: {', '.join(catalogue.sources)})"
     if available:
         msg += f" (available versions: {', '.join(available)})"
     if catalogue.problems:

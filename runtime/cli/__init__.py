@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 from posezoo.runtime.version import version
 
-from . import analysis, demo, models, training, zoo
-from .common import CommandError
+from . import analysis, demo, live, models, training, zoo
+from .common import CommandError, Terminated, sigterm_as_interrupt
 
-_GROUPS = (models, analysis, training, demo, zoo)
+_GROUPS = (models, analysis, live, training, demo, zoo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.handler(args) or 0)
+    except Terminated:
+        print("posezoo: terminated (SIGTERM); what was done is kept: run the same command again to continue",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("posezoo: interrupted", file=sys.stderr)
         return 130

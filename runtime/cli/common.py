@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or tensorrt (default auto: a GPU when onnxruntime has one)"
@@ -11,6 +15,28 @@ MODEL_HELP = "an exported .onnx file or zoo:NAME[@VERSION]"
 
 class CommandError(Exception):
     """A user-facing failure: printed without a traceback, exit code 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `timeout`, `kill`), raised where Ctrl-C would be."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM like Ctrl-C, since schedulers send it: analysis flushes what it has and the
+    same command resumes; training resumes from its last snapshot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def require_extra(module: str, extra: str) -> None:

@@ -142,6 +142,25 @@ class ResultsWriter:
             self.abort()
 
 
+def set_aside_unreadable(partial: str | os.PathLike[str]) -> Path | None:
+    """Rename a partial table that cannot be resumed (a kill before its first write leaves an
+    HDF5 file with no table in it) to ``<partial>.unreadable``; returns the new path, or None
+    when the partial is fine or absent."""
+    partial = Path(partial)
+    if not partial.exists():
+        return None
+    try:
+        with pd.HDFStore(partial, mode="r") as store:
+            if f"/{DLC_KEY}" in store.keys():
+                store.get_storer(DLC_KEY).nrows  # noqa: B018  (reads the table's header)
+                return None
+    except Exception:  # PyTables raises HDF5ExtError, OSError, ValueError... for a broken file
+        pass
+    aside = partial.with_name(partial.name + ".unreadable")
+    os.replace(partial, aside)
+    return aside
+
+
 def nan_rows(partial: str | os.PathLike[str]) -> list[int]:
     """Frame numbers whose row is all NaN in a partial table (frames lost before an interruption);
     [] when it cannot be read (the writer then decides what to do with it)."""
@@ -152,7 +171,7 @@ def nan_rows(partial: str | os.PathLike[str]) -> list[int]:
             for begin in range(0, n, 100_000):
                 part = store.select(DLC_KEY, start=begin, stop=begin + 100_000)
                 lost.extend(int(i) for i in part.index[part.isna().all(axis=1).to_numpy()])
-    except (OSError, KeyError, ValueError, AttributeError):
+    except Exception:  # unreadable: the writer decides what to do with it
         return []
     return lost
 
