@@ -72,6 +72,10 @@ class PoseModel:
         self.settings = settings
         self._input = spec.input.name
         self._output = spec.outputs["keypoints"].name
+        # A multi-animal graph is read for its candidates and affinities (+ identity), which
+        # assembly turns into animals; a single-animal one for its keypoints.
+        self._multi = [spec.outputs[key].name for key in ("candidates", "affinities", "identity")
+                       if key in spec.outputs] if spec.multi is not None else []
         self._plans: dict[tuple[int, int], geometry.Plan] = {}
         self._graph_batch = session.get_inputs()[0].shape[0]
         self._local = threading.local()  # per-thread single-frame input buffer (see __call__)
@@ -133,8 +137,9 @@ class PoseModel:
             geometry.apply(frame, p, self.spec.preprocess, swap_rb=swap, out=out[i])
         return Batch(out, p, len(frames), pooled=pooled)
 
-    def infer(self, batch: Batch) -> np.ndarray:
-        """Run a batch -> the graph's keypoints (count, K, 3) in tensor pixels (a new array).
+    def infer(self, batch: Batch) -> Any:
+        """Run a batch -> the graph's keypoints (count, K, 3) in tensor pixels (a new array); for a
+        multi-animal model a dict of its candidates, affinities (and identity) outputs by name.
 
         A pooled batch runs through a session fixed to its buffer's shape (when
         ``settings.static``), which always runs the whole buffer; others run on the general
@@ -142,6 +147,8 @@ class PoseModel:
         """
         tensor = batch.tensor
         fixed = self._static_for(tensor.shape) if self.settings.static and batch.pooled else None
+        if self._multi:
+            return self._infer_multi(batch, fixed)
         if fixed is not None:
             with fixed.lock:
                 return fixed.run(tensor)[self._output][:batch.count].copy()
@@ -151,13 +158,35 @@ class PoseModel:
         return np.concatenate([self.session.run([self._output], {self._input: tensor[i:i + 1]})[0]
                                for i in range(len(tensor))])
 
+    def _infer_multi(self, batch: Batch, fixed: StaticSession | None) -> dict[str, np.ndarray]:
+        if fixed is not None:
+            with fixed.lock:
+                out = fixed.run(batch.tensor)
+                return {name: out[name][:batch.count].copy() for name in self._multi}
+        tensor = batch.tensor[:batch.count]
+        if not isinstance(self._graph_batch, int) or len(tensor) == self._graph_batch:
+            return dict(zip(self._multi, self.session.run(self._multi, {self._input: tensor})))
+        parts = [self.session.run(self._multi, {self._input: tensor[i:i + 1]}) for i in range(len(tensor))]
+        return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(self._multi)}
+
     def layout(self, n_frames: int = 0) -> Poses:
-        """``n_frames`` frames of absent poses with this model's names: what its results look like."""
-        return Poses.empty(n_frames, self.spec.keypoints, dtype=np.float32, skeleton=self.spec.skeleton,
+        """``n_frames`` frames of absent poses with this model's names: what its results look like
+        (a multi-animal model's individuals and unique keypoints included)."""
+        return Poses.empty(n_frames, self.spec.keypoints, self.spec.individuals, dtype=np.float32,
+                           skeleton=self.spec.skeleton, unique_keypoints=self.spec.unique_keypoints,
                            scorer=self.name, model=self.name)
 
-    def postprocess(self, raw: np.ndarray, batch: Batch) -> Poses:
-        """Graph output in tensor pixels -> `Poses` in the frames' own pixels."""
+    def postprocess(self, raw: Any, batch: Batch) -> Poses:
+        """Graph output in tensor pixels -> `Poses` in the frames' own pixels; a multi-animal
+        model's candidates are assembled into animals here (`posezoo.runtime.assemble`)."""
+        if self._multi:
+            from .assemble import poses_from_candidates
+
+            spec = self.spec
+            names = [spec.outputs[key].name for key in ("candidates", "affinities")]
+            ident = raw.get(spec.outputs["identity"].name) if "identity" in spec.outputs else None
+            return poses_from_candidates(spec, batch.plan.to_frame(raw[names[0]][:batch.count]),
+                                         raw[names[1]][:batch.count], ident)
         poses = self.layout(0)
         poses.coords = batch.plan.to_frame(raw[:batch.count])[:, None]
         return poses
@@ -230,11 +259,25 @@ class PoseModel:
             providers = [(p, provider_options.get(p, {})) for p in self.session.get_providers()]
             fixed = StaticSession(self.path, providers, self.settings.options(), input_name=self._input,
                                   graph_input_shape=self.session.get_inputs()[0].shape, shape=shape,  # type: ignore[arg-type]
-                                  outputs={self._output: (shape[0], len(self.spec.keypoints), 3)})
+                                  outputs=self._static_outputs(shape))
             self._static[shape] = fixed
             if len(self._static) > STATIC_SESSIONS:
                 self._static.popitem(last=False)
             return fixed
+
+
+    def _static_outputs(self, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """Output shapes at an input shape: fixed by the spec (multi-animal: candidates per
+        keypoint, edges, individuals), so a static session can bind them before it runs."""
+        n, spec = shape[0], self.spec
+        if spec.multi is None:
+            return {self._output: (n, len(spec.keypoints), 3)}
+        m, channels = spec.multi, len(spec.keypoints) + len(spec.unique_keypoints)
+        shapes = {"candidates": (n, channels, m.candidates, 3),
+                  "affinities": (n, len(m.graph), m.candidates, m.candidates),
+                  "identity": (n, channels, m.candidates, len(m.individuals))}
+        return {spec.outputs[key].name: shapes[key] for key in ("candidates", "affinities", "identity")
+                if key in spec.outputs}
 
 
 def _swap(color: str, spec: Spec) -> bool:

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from .files import json_text
 from .poses import DEFAULT_PCUTOFF, skeleton_indices
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: optional multi-animal sections (multi, assembly)
 METADATA_KEY = "posezoo.spec"
 GRAPH_HASH_KEY = "posezoo.graph_sha256"
 SPEC_HASH_KEY = "posezoo.spec_sha256"
@@ -100,6 +100,52 @@ class DecodeSpec:
 
 
 @dataclass
+class MultiAnimalSpec:
+    """A bottom-up multi-animal graph: besides ``keypoints`` (the best peak per keypoint) it
+    outputs ``candidates`` (batch, keypoints + unique keypoints, ``candidates``, 3) = the highest
+    local maxima per keypoint, x, y, score in input-tensor pixels, and ``affinities`` (batch,
+    edges, candidates, candidates): the part-affinity score of every candidate pair of each
+    ``graph`` edge (its first keypoint's candidates are the rows); with ``identity`` also
+    ``identity`` (batch, keypoints + unique keypoints, candidates, individuals) probabilities."""
+
+    individuals: list[str]
+    graph: list[list[str]]
+    max_animals: int
+    candidates: int
+    unique_keypoints: list[str] = field(default_factory=list)
+    identity: bool = False
+    paf_samples: int = 8
+
+    def validate(self, where: str, keypoints: list[str]) -> None:
+        _check(bool(self.individuals) and len(set(self.individuals)) == len(self.individuals), where,
+               "multi.individuals", "must list distinct individual names")
+        _check(1 <= self.max_animals <= len(self.individuals), where, "multi.max_animals",
+               f"must be 1..{len(self.individuals)} (the individuals), got {self.max_animals}")
+        _check(self.candidates >= self.max_animals, where, "multi.candidates", "must be >= max_animals")
+        _check(not set(self.unique_keypoints) & set(keypoints), where, "multi.unique_keypoints",
+               "must not repeat the multi-animal keypoints")
+        for i, pair in enumerate(self.graph):
+            ok = len(pair) == 2 and pair[0] != pair[1] and all(p in keypoints for p in pair)
+            _check(ok, where, f"multi.graph[{i}]", f"must be two different keypoint names, got {pair!r}")
+        _check(self.paf_samples >= 2, where, "multi.paf_samples", "must be >= 2")
+
+
+@dataclass
+class AssemblySpec:
+    """How the runtime groups candidates into animals (DeepLabCut's assembler parameters)."""
+
+    min_score: float = 0.1  # candidates below this score are ignored (DeepLabCut's assembly pcutoff)
+    min_affinity: float = 0.05  # weaker links are never made
+    min_links: int = 2  # an animal held together by fewer links is dropped (single keypoints survive)
+    max_overlap: float = 0.8  # animals sharing more of their keypoint boxes are suppressed (the weaker)
+
+    def validate(self, where: str) -> None:
+        _check(0 <= self.min_score <= 1, where, "assembly.min_score", "must be in [0, 1]")
+        _check(self.min_links >= 0, where, "assembly.min_links", "must be >= 0")
+        _check(0 < self.max_overlap <= 1, where, "assembly.max_overlap", "must be in (0, 1]")
+
+
+@dataclass
 class Spec:
     name: str
     keypoints: list[str]
@@ -111,6 +157,8 @@ class Spec:
     pcutoff: float = DEFAULT_PCUTOFF
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
+    multi: MultiAnimalSpec | None = None  # several animals per frame (bottom-up); None = one animal
+    assembly: AssemblySpec | None = None
 
     def __post_init__(self) -> None:
         if not self.outputs:
@@ -133,11 +181,30 @@ class Spec:
             _check(self.preprocess.resize in ("fit", "none"), where, "preprocess.resize",
                    "a fixed input size needs resize 'fit' (or 'none' with frames of exactly that size)")
         _check(self.decode.stride >= 1, where, "decode.stride", "must be >= 1")
+        if self.multi is not None:
+            self.multi.validate(where, self.keypoints)
+            for key in ("candidates", "affinities") + (("identity",) if self.multi.identity else ()):
+                _check(key in self.outputs, where, f"outputs.{key}", "is required for a multi-animal model")
+            _check(self.assembly is not None, where, "assembly", "is required for a multi-animal model")
+            self.assembly.validate(where)  # type: ignore[union-attr]
         return self
+
+    @property
+    def individuals(self) -> list[str]:
+        """The individuals results are written under ([""] = one unnamed animal)."""
+        return list(self.multi.individuals) if self.multi is not None else [""]
+
+    @property
+    def unique_keypoints(self) -> list[str]:
+        return list(self.multi.unique_keypoints) if self.multi is not None else []
 
     # -- (de)serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        for key in ("multi", "assembly"):  # single-animal specs read as they did before 1.1
+            if out[key] is None:
+                del out[key]
+        return out
 
     def to_json(self, indent: int | None = None) -> str:
         return json_text(self.to_dict(), indent=indent, sort_keys=True)
@@ -164,6 +231,9 @@ class Spec:
             outputs=outputs,
             decode=_build(DecodeSpec, _get(data, "decode", dict, where), where, "decode"),
             provenance=_get(data, "provenance", dict, where),
+            multi=_build(MultiAnimalSpec, data["multi"], where, "multi") if data.get("multi") is not None else None,
+            assembly=(_build(AssemblySpec, data["assembly"], where, "assembly")
+                      if data.get("assembly") is not None else None),
         )
         for i, name in enumerate(spec.keypoints):
             _check(isinstance(name, str), where, f"keypoints[{i}]", f"must be a string, got {name!r}")
@@ -267,6 +337,10 @@ _EXPECTED: dict[str, type | tuple[type, ...]] = {
     "PreprocessSpec.resize": str, "PreprocessSpec.scale": _NUM, "PreprocessSpec.interpolation": str,
     "PreprocessSpec.pad_value": int, "PreprocessSpec.crop": list,
     "OutputSpec.name": str, "OutputSpec.shape": list, "OutputSpec.meaning": str,
+    "MultiAnimalSpec.individuals": list, "MultiAnimalSpec.graph": list, "MultiAnimalSpec.max_animals": int,
+    "MultiAnimalSpec.candidates": int, "MultiAnimalSpec.unique_keypoints": list, "MultiAnimalSpec.paf_samples": int,
+    "AssemblySpec.min_score": _NUM, "AssemblySpec.min_affinity": _NUM, "AssemblySpec.min_links": int,
+    "AssemblySpec.max_overlap": _NUM,
     "DecodeSpec.method": str, "DecodeSpec.stride": int, "DecodeSpec.offset": _NUM, "DecodeSpec.locref_scale": _NUM,
 }
 _NULLABLE = {"InputSpec.size": True, "PreprocessSpec.crop": True}

@@ -14,6 +14,7 @@ expected, because a silently ignored typo (``epoch: 5``) wastes a whole training
     schedule: {name: cosine, warmup_epochs: 5, min_lr_ratio: 0.01}   # or step + milestones
     train: {epochs: 600, batch_size: 8, eval_every: 20, seed: 0, device: auto, workers: 2}
     split: {train_fraction: 0.8, test_indices: null, seed: 0}
+    multi: {graph: all, paf_width: 8, paf_weight: 1.0, ...}   # multi-animal projects only
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ __all__ = [
     "ScheduleConfig",
     "TrainLoopConfig",
     "SplitConfig",
+    "MultiConfig",
 ]
 
 
@@ -216,6 +218,29 @@ class SplitConfig:
                      "has repeated indices")
 
 
+@dataclass
+class MultiConfig:
+    """Multi-animal projects (bottom-up): the part-affinity graph (``all`` keypoint pairs as
+    DeepLabCut builds it, or the project's ``skeleton``), the field's half-width in input pixels,
+    the loss weights, and how many animals (null: the project's individuals) and candidates per
+    keypoint (null: as many as animals) the exported graph returns. Ignored for one animal."""
+
+    graph: Literal["all", "skeleton"] = "all"
+    paf_width: float = 8.0
+    paf_weight: float = 1.0
+    identity_weight: float = 0.5
+    max_animals: int | None = None
+    candidates: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.paf_width > 0, "multi.paf_width", f"must be > 0, got {self.paf_width}")
+        for key in ("paf_weight", "identity_weight"):
+            _require(getattr(self, key) >= 0, f"multi.{key}", f"must be >= 0, got {getattr(self, key)}")
+        for key in ("max_animals", "candidates"):
+            value = getattr(self, key)
+            _require(value is None or value >= 1, f"multi.{key}", f"must be >= 1 or null, got {value}")
+
+
 _SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "input": InputConfig,
@@ -225,6 +250,7 @@ _SECTIONS: dict[str, type] = {
     "schedule": ScheduleConfig,
     "train": TrainLoopConfig,
     "split": SplitConfig,
+    "multi": MultiConfig,
 }
 _TOP_KEYS = ["backend", *_SECTIONS]
 
@@ -246,6 +272,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    multi: MultiConfig = field(default_factory=MultiConfig)
     #: where the values came from (a file path); not part of the config or its hash
     source: str | None = field(default=None, compare=False, repr=False)
 

@@ -292,23 +292,28 @@ def _check_image(image: np.ndarray, what: str = "image") -> None:
 
 
 def augment(image: np.ndarray, coords: np.ndarray, out_size: tuple[int, int], cfg: AugmentConfig,
-            rng: np.random.Generator, flip_pairs: Pairs = ()) -> tuple[np.ndarray, np.ndarray]:
+            rng: np.random.Generator, flip_pairs: Pairs = (), anchor: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """One training sample: (out_size image, its coords in its pixels, NaN where lost).
 
     Rotation, scale, translation, the crop window and the flip are composed into one affine
     warp, so the image is resampled once and the keypoints move by exactly the same matrix.
     With `cfg.enabled` False the crop is centred on the labeled keypoints (on the image when
     none are labeled), kept inside the image when it fits, and nothing random happens.
+    ``coords`` is (K, 2), or (A, K, 2) for several animals (flips swap left/right within
+    each); ``anchor`` (points, 2) is what the crop centres on and keeps inside when it fits
+    (default: every labeled keypoint), e.g. one animal of several.
     """
     _check_image(image)
     kps = np.asarray(coords, dtype=np.float64)
-    if kps.ndim != 2 or kps.shape[1] != 2:
-        raise ValueError(f"coords must have shape (K, 2), got {kps.shape}")
-    _check_pairs(flip_pairs, kps.shape[0])
+    if kps.ndim not in (2, 3) or kps.shape[-1] != 2:
+        raise ValueError(f"coords must have shape (K, 2) or (animals, K, 2), got {kps.shape}")
+    _check_pairs(flip_pairs, kps.shape[-2])
     H, W = (int(v) for v in out_size)
     if H <= 0 or W <= 0:
         raise ValueError(f"out_size must be positive (H, W), got {out_size}")
-    M, flipped = _geometry(image.shape[:2], kps, (H, W), cfg, rng)
+    centre_on = kps.reshape(-1, 2) if anchor is None else np.asarray(anchor, np.float64).reshape(-1, 2)
+    M, flipped = _geometry(image.shape[:2], centre_on, (H, W), cfg, rng)
     # An integer translation with an identity linear part is an exact copy under INTER_LINEAR,
     # so evaluation crops keep the original pixels.
     out = cv2.warpAffine(image, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
@@ -318,7 +323,7 @@ def augment(image: np.ndarray, coords: np.ndarray, out_size: tuple[int, int], cf
     if flipped:
         swapped = moved.copy()
         for i, j in flip_pairs:
-            swapped[i], swapped[j] = moved[j], moved[i]
+            swapped[..., i, :], swapped[..., j, :] = moved[..., j, :], moved[..., i, :]
         moved = swapped
     if cfg.enabled:
         out = _photometric(out, cfg, rng)
@@ -388,13 +393,147 @@ def decode(heatmap: np.ndarray, locref: np.ndarray | None, stride: int, *, offse
     return out
 
 
+# ----------------------------------------------------------------------------- several animals
+
+def make_multi_targets(coords: np.ndarray, in_size: tuple[int, int], tcfg: TargetConfig, graph: Pairs, *,
+                       paf_width: float, identities: int = 0) -> dict[str, np.ndarray]:
+    """Bottom-up targets for one sample with several animals, input size (H, W).
+
+    ``coords`` is (A, C, 2): row a is individual a (its identity class), columns are the
+    keypoints (multi-animal ones first, then any unique ones, labelled in row 0 only).
+    Returns `heatmap` (C, h, w), the maximum of every animal's Gaussian; `locref` (C, 2, h, w)
+    towards the nearest animal's keypoint within `locref_radius`, `locref_mask` (C, h, w);
+    `weight` (C,) all ones (an animal's unlabeled keypoint is taken as not visible, as
+    DeepLabCut trains); `paf` (E, 2, h, w): for each edge (s, t) of ``graph`` the unit vector
+    s -> t on cells within ``paf_width`` of the segment of any animal labelled at both ends
+    (averaged where animals overlap); with ``identities``, `identity` (h, w) int64: the
+    individual whose keypoint is nearest within `locref_radius`, -1 elsewhere.
+    """
+    kps = np.asarray(coords, dtype=np.float64)
+    if kps.ndim != 3 or kps.shape[2] != 2:
+        raise ValueError(f"coords must have shape (animals, C, 2), got {kps.shape}")
+    A, C = kps.shape[:2]
+    H, W = (int(v) for v in in_size)
+    h, w = tcfg.heatmap_size((H, W))
+    valid = np.isfinite(kps).all(-1) & _inside(kps, H, W)  # (A, C)
+    xs = (np.arange(w) * tcfg.stride + tcfg.offset).astype(np.float32)
+    ys = (np.arange(h) * tcfg.stride + tcfg.offset).astype(np.float32)
+    kx = np.where(valid, kps[..., 0], 0.0).astype(np.float32)
+    ky = np.where(valid, kps[..., 1], 0.0).astype(np.float32)
+    dx = kx[..., None, None] - xs[None, None, None, :]  # (A, C, 1, w)
+    dy = ky[..., None, None] - ys[None, None, :, None]  # (A, C, h, 1)
+    d2 = np.where(valid[..., None, None], dx ** 2 + dy ** 2, np.float32(np.inf))  # (A, C, h, w)
+    nearest = d2.argmin(axis=0) if A else np.zeros((C, h, w), np.int64)
+    best = np.take_along_axis(d2, nearest[None], 0)[0] if A else np.full((C, h, w), np.inf, np.float32)
+    heatmap = np.exp(best * np.float32(-0.5 / tcfg.sigma ** 2)).astype(np.float32)
+    mask = (best <= np.float32(tcfg.locref_radius ** 2)).astype(np.float32)
+    inv = np.float32(1.0 / tcfg.locref_scale)
+    locref = np.zeros((C, 2, h, w), np.float32)
+    if A:
+        ox = np.take_along_axis(np.broadcast_to(dx, d2.shape), nearest[None], 0)[0]
+        oy = np.take_along_axis(np.broadcast_to(dy, d2.shape), nearest[None], 0)[0]
+        locref[:, 0] = ox * inv * mask
+        locref[:, 1] = oy * inv * mask
+    out = {"heatmap": heatmap, "locref": locref, "locref_mask": mask, "weight": np.ones(C, np.float32),
+           "paf": paf_targets(kps, valid, graph, xs, ys, paf_width)}
+    if identities:
+        ident = np.full((h, w), -1, np.int64)
+        if A:
+            multi = sorted({k for edge in graph for k in edge}) or list(range(C))
+            per_animal = d2[:, multi].min(axis=1)  # (A, h, w)
+            who = per_animal.argmin(axis=0)
+            near = per_animal.min(axis=0) <= tcfg.locref_radius ** 2
+            ident[near] = np.minimum(who[near], identities - 1)
+        out["identity"] = ident
+    return out
+
+
+def paf_targets(kps: np.ndarray, valid: np.ndarray, graph: Pairs, xs: np.ndarray, ys: np.ndarray,
+                width: float) -> np.ndarray:
+    """(E, 2, h, w) part-affinity fields: unit vectors along each animal's edges (see above)."""
+    E, h, w = len(graph), len(ys), len(xs)
+    paf = np.zeros((E, 2, h, w), np.float32)
+    gx, gy = np.meshgrid(xs, ys)
+    for e, (s, t) in enumerate(graph):
+        count = np.zeros((h, w), np.float32)
+        for a in range(kps.shape[0]):
+            if not (valid[a, s] and valid[a, t]):
+                continue
+            v = kps[a, t] - kps[a, s]
+            length = float(np.hypot(*v))
+            if length < 1e-6:
+                continue
+            u = (v / length).astype(np.float32)
+            px, py = gx - np.float32(kps[a, s, 0]), gy - np.float32(kps[a, s, 1])
+            along = px * u[0] + py * u[1]
+            across = np.abs(px * u[1] - py * u[0])
+            on = (along >= -width / 2) & (along <= length + width / 2) & (across <= width)
+            paf[e, 0][on] += u[0]
+            paf[e, 1][on] += u[1]
+            count[on] += 1
+        paf[e] /= np.maximum(count, 1)
+    return paf
+
+
+def peak_candidates(probs: np.ndarray, locref: np.ndarray, k: int, stride: int, *, offset: float | None = None,
+                    locref_scale: float = LOCREF_SCALE) -> np.ndarray:
+    """(N, C, k, 3) x, y, score of the ``k`` highest local maxima of each heatmap (3x3 max-pool
+    non-maximum suppression), refined by their locref; the reference for the exported graph.
+
+    Rows are sorted by score; where fewer than ``k`` cells are maxima the rest have score 0.
+    """
+    probs = np.asarray(probs, np.float32)
+    N, C, h, w = probs.shape
+    off = (stride - 1) / 2.0 if offset is None else float(offset)
+    padded = np.pad(probs, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    pooled = np.max(np.stack([padded[..., r:r + h, c:c + w] for r in range(3) for c in range(3)]), axis=0)
+    peaks = np.where(probs == pooled, probs, np.float32(0)).reshape(N, C, h * w)
+    k = min(k, h * w)
+    idx = np.argsort(-peaks, axis=-1, kind="stable")[..., :k]  # (N, C, k)
+    score = np.take_along_axis(peaks, idx, -1)
+    row, col = np.divmod(idx, w)
+    loc = np.take_along_axis(np.asarray(locref, np.float32).reshape(N, C, 2, h * w), idx[:, :, None, :], -1)
+    out = np.empty((N, C, k, 3), np.float32)
+    out[..., 0] = col * np.float32(stride) + np.float32(off) + loc[:, :, 0] * np.float32(locref_scale)
+    out[..., 1] = row * np.float32(stride) + np.float32(off) + loc[:, :, 1] * np.float32(locref_scale)
+    out[..., 2] = score
+    return out
+
+
+def edge_affinities(paf: np.ndarray, candidates: np.ndarray, graph: Pairs, stride: int, *,
+                    offset: float | None = None, samples: int = 8) -> np.ndarray:
+    """(N, E, k, k) affinity of every candidate pair of each edge (s, t): the mean, over
+    ``samples`` points evenly spaced from candidate i of s to candidate j of t, of the field at
+    the nearest cell dotted with the unit vector s -> t (1 along a true limb, ~0 across
+    animals). ``paf`` is (N, E, 2, h, w), ``candidates`` (N, C, k, 3) in input pixels."""
+    paf = np.asarray(paf, np.float32)
+    N, E, _, h, w = paf.shape
+    off = (stride - 1) / 2.0 if offset is None else float(offset)
+    src = candidates[:, [s for s, _ in graph], :, None, :2]  # (N, E, k, 1, 2)
+    dst = candidates[:, [t for _, t in graph], None, :, :2]  # (N, E, 1, k, 2)
+    vec = dst - src
+    unit = vec / (np.sqrt((vec ** 2).sum(-1, keepdims=True)) + np.float32(1e-6))
+    t = np.linspace(0.0, 1.0, samples, dtype=np.float32)
+    points = src[..., None, :] + t[:, None] * vec[..., None, :]  # (N, E, k, k, S, 2)
+    col = np.clip(np.floor((points[..., 0] - np.float32(off)) / np.float32(stride) + np.float32(0.5)), 0, w - 1)
+    row = np.clip(np.floor((points[..., 1] - np.float32(off)) / np.float32(stride) + np.float32(0.5)), 0, h - 1)
+    cell = (row * w + col).astype(np.int64)
+    flat = paf.reshape(N, E, 2, 1, 1, h * w)
+    fx = np.take_along_axis(flat[:, :, 0], cell.reshape(N, E, 1, 1, -1), -1).reshape(cell.shape)
+    fy = np.take_along_axis(flat[:, :, 1], cell.reshape(N, E, 1, 1, -1), -1).reshape(cell.shape)
+    dot = fx * unit[..., None, 0] + fy * unit[..., None, 1]
+    return dot.mean(-1).astype(np.float32)
+
+
 # ----------------------------------------------------------------------------- batching
 
 class BatchLoader:
     """Augmented, target-carrying batches; a deterministic function of (seed, epoch).
 
     `images` is a sequence (list or (N, H, W, 3) array) or a thread-safe callable index -> RGB
-    image; `coords` is (N, K, 2) and `indices` picks the samples of this split. Each
+    image; `coords` is (N, K, 2), or (N, A, C, 2) for several animals (then `graph` names the
+    part-affinity edges and each crop centres on one labelled animal drawn at random, see
+    `make_multi_targets`); `indices` picks the samples of this split. Each
     iteration runs one epoch and then moves to the next; `set_epoch(e)` picks the epoch the
     next iteration runs, which is what exact resume needs. Samples are prepared on `workers`
     threads (OpenCV releases the GIL) with at most `prefetch` batches prepared ahead.
@@ -405,10 +544,16 @@ class BatchLoader:
     def __init__(self, images: ImageSource, coords: np.ndarray, indices: Sequence[int] | np.ndarray, *,
                  batch_size: int, out_size: tuple[int, int], aug: AugmentConfig, targets: TargetConfig,
                  flip_pairs: Pairs = (), seed: int = 0, workers: int = 2, prefetch: int = 2,
-                 shuffle: bool = True, drop_last: bool = True) -> None:
+                 shuffle: bool = True, drop_last: bool = True, graph: Pairs | None = None,
+                 paf_width: float = 8.0, identities: int = 0) -> None:
         self.coords = np.asarray(coords, dtype=np.float64)
-        if self.coords.ndim != 3 or self.coords.shape[2] != 2:
-            raise ValueError(f"coords must have shape (N, K, 2), got {self.coords.shape}")
+        self.multi = self.coords.ndim == 4
+        if self.coords.shape[-1] != 2 or self.coords.ndim not in (3, 4):
+            raise ValueError(f"coords must have shape (N, K, 2) or (N, animals, K, 2), got {self.coords.shape}")
+        self.graph = [(int(a), int(b)) for a, b in (graph or [])]
+        self.paf_width, self.identities = float(paf_width), int(identities)
+        if self.multi:
+            self.KEYS = BatchLoader.KEYS + ("paf",) + (("identity",) if self.identities else ())
         n = self.coords.shape[0]
         if not callable(images) and len(images) != n:
             raise ValueError(f"{len(images)} images but {n} keypoint rows")
@@ -422,7 +567,7 @@ class BatchLoader:
                              "so drop_last would leave no batch at all")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
-        _check_pairs(flip_pairs, self.coords.shape[1])
+        _check_pairs(flip_pairs, self.coords.shape[-2])
         self.out_size = (int(out_size[0]), int(out_size[1]))
         targets.heatmap_size(self.out_size)  # validates the size against the stride
         self.images = images
@@ -460,12 +605,26 @@ class BatchLoader:
     def sample(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """One prepared sample (augmented image, its coords and targets)."""
         try:
+            if self.multi:
+                return self._multi_sample(index, rng)
             img, kps = augment(self.image(index), self.coords[index], self.out_size, self.aug, rng,
                                self.flip_pairs)
             out = make_targets(kps, self.out_size, self.targets)
         except Exception as exc:
             exc.add_note(f"while preparing sample {index}")
             raise
+        out["image"], out["coords"] = img, kps
+        return out
+
+    def _multi_sample(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        coords = self.coords[index]
+        labelled = np.flatnonzero(np.isfinite(coords).all(-1).any(-1))
+        anchor = None  # evaluation crops centre on every animal; training crops on one of them
+        if self.aug.enabled and len(labelled):
+            anchor = coords[labelled[rng.integers(len(labelled))]]
+        img, kps = augment(self.image(index), coords, self.out_size, self.aug, rng, self.flip_pairs, anchor)
+        out = make_multi_targets(kps, self.out_size, self.targets, self.graph, paf_width=self.paf_width,
+                                 identities=self.identities)
         out["image"], out["coords"] = img, kps
         return out
 

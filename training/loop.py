@@ -25,10 +25,11 @@ SNAPSHOTS = ("last", "best")
 class Trainer(Protocol):
     """What a backend provides for one run (its network and optimiser live inside)."""
 
-    def step(self, batch: dict[str, np.ndarray], lr: float) -> tuple[float, float]:
-        """One optimisation step on a batch of `data.BatchLoader`; the heatmap and locref losses."""
+    def step(self, batch: dict[str, np.ndarray], lr: float) -> tuple[float, ...]:
+        """One optimisation step on a batch of `data.BatchLoader`; the heatmap and locref losses
+        (then the part-affinity and identity losses of a multi-animal network)."""
 
-    def forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, frames: np.ndarray) -> tuple[np.ndarray, ...]:
         """Eval-mode network on prepared uint8 frames (see `predict.Forward`)."""
 
     def save(self, name: str, state: dict[str, Any]) -> None:
@@ -74,15 +75,18 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
     for epoch in bar:
         loader.set_epoch(epoch)
         t0 = time.perf_counter()
-        sums = np.zeros(2)
+        sums = np.zeros(0)
         lr = cfg.optimizer.lr
         for step, batch in enumerate(loader):
             lr = lr_at(epoch + step / steps, cfg)
-            sums += trainer.step(batch, lr)
+            losses = trainer.step(batch, lr)
+            sums = sums + losses if len(sums) else np.asarray(losses, np.float64)
         elapsed += time.perf_counter() - t0
-        row: dict[str, Any] = {"epoch": epoch, "step": (epoch + 1) * steps, "loss": sums.sum() / steps,
+        sums = np.pad(sums, (0, 4 - len(sums)), constant_values=np.nan)  # heatmap, locref, paf, identity
+        row: dict[str, Any] = {"epoch": epoch, "step": (epoch + 1) * steps, "loss": np.nansum(sums) / steps,
                                "heatmap_loss": sums[0] / steps, "locref_loss": sums[1] / steps, "lr": lr,
                                "elapsed_s": round(elapsed, 2)}
+        row.update({k: v / steps for k, v in zip(("paf_loss", "identity_loss"), sums[2:]) if np.isfinite(v)})
         last = epoch == cfg.train.epochs - 1 or elapsed >= deadline
         if (epoch + 1) % cfg.train.eval_every == 0 or last:
             m = evaluate_split(run, predict, run.split.test)

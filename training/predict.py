@@ -15,11 +15,14 @@ from posezoo.runtime import geometry
 from posezoo.runtime.poses import Poses
 from posezoo.runtime.spec import Spec
 
-from .data import decode
+from posezoo.runtime.assemble import graph_indices, poses_from_candidates
+
+from .data import decode, edge_affinities, peak_candidates
 
 #: uint8 (N, H, W, 3) frames in the model's colour order -> probabilities (N, K, h, w) and
-#: locref (N, K, 2, h, w), both numpy.
-Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+#: locref (N, K, 2, h, w), both numpy; a multi-animal network adds its part-affinity fields
+#: (N, E, 2, h, w) and, with an identity head, identity probabilities (N, I, h, w).
+Forward = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 #: RGB frames of any sizes -> their `Poses`.
 Predictor = Callable[[Sequence[np.ndarray]], Poses]
 
@@ -27,6 +30,8 @@ Predictor = Callable[[Sequence[np.ndarray]], Poses]
 def predict_frames(forward: Forward, frames: Sequence[np.ndarray], spec: Spec, *, color: str = "rgb",
                    batch_size: int = 8) -> Poses:
     """Frames of any sizes (grouped by size, ``batch_size`` at a time) -> `Poses` in frame pixels."""
+    if spec.multi is not None:
+        return _predict_multi(forward, frames, spec, color=color, batch_size=batch_size)
     coords = np.empty((len(frames), 1, len(spec.keypoints), 3), np.float32)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, frame in enumerate(frames):
@@ -43,6 +48,56 @@ def predict_frames(forward: Forward, frames: Sequence[np.ndarray], spec: Spec, *
             probs, locref = forward(batch)
             coords[chunk, 0] = plan.to_frame(decode(probs, locref, dec.stride, offset=dec.offset, locref_scale=dec.locref_scale))
     return Poses(coords, spec.keypoints, skeleton=spec.skeleton, scorer=spec.name, model=spec.name)
+
+
+def multi_outputs(outputs: tuple[np.ndarray, ...], spec: Spec) -> dict[str, np.ndarray]:
+    """A multi-animal network's outputs -> what its exported graph returns (input pixels): the
+    reference the graph's in-graph peak finding and affinities are checked against."""
+    assert spec.multi is not None
+    dec, m = spec.decode, spec.multi
+    probs, locref, paf = outputs[:3]
+    cand = peak_candidates(probs, locref, m.candidates, dec.stride, offset=dec.offset, locref_scale=dec.locref_scale)
+    out = {"candidates": cand,
+           "affinities": edge_affinities(paf, cand, graph_indices(spec), dec.stride, offset=dec.offset,
+                                         samples=m.paf_samples)}
+    if m.identity:
+        ident = outputs[3]  # (N, I, h, w) probabilities, gathered at each candidate's cell
+        n, i, h, w = ident.shape
+        col = np.clip(np.floor((cand[..., 0] - dec.offset) / dec.stride + 0.5), 0, w - 1).astype(np.int64)
+        row = np.clip(np.floor((cand[..., 1] - dec.offset) / dec.stride + 0.5), 0, h - 1).astype(np.int64)
+        flat = ident.reshape(n, i, h * w)
+        cells = (row * w + col).reshape(n, 1, -1)
+        out["identity"] = np.take_along_axis(flat, np.broadcast_to(cells, (n, i, cells.shape[-1])), -1) \
+            .reshape(n, i, *cand.shape[1:3]).transpose(0, 2, 3, 1)
+    return out
+
+
+def _predict_multi(forward: Forward, frames: Sequence[np.ndarray], spec: Spec, *, color: str,
+                   batch_size: int) -> Poses:
+    parts: list[tuple[list[int], Poses]] = []
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, frame in enumerate(frames):
+        groups.setdefault(frame.shape[:2], []).append(i)
+    swap = color.lower() != spec.input.color.lower()
+    for (h, w), idx in groups.items():
+        plan = geometry.plan(h, w, spec.input, spec.preprocess)
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start:start + batch_size]
+            batch = np.empty((len(chunk), *plan.tensor, 3), np.uint8)
+            for j, i in enumerate(chunk):
+                geometry.apply(frames[i], plan, spec.preprocess, swap_rb=swap, out=batch[j])
+            out = multi_outputs(forward(batch), spec)
+            parts.append((chunk, poses_from_candidates(spec, plan.to_frame(out["candidates"]), out["affinities"],
+                                                       out.get("identity"))))
+    first = parts[0][1]
+    coords = np.full((len(frames), *first.coords.shape[1:]), np.nan, np.float32)
+    unique = np.full((len(frames), *first.unique.shape[1:]), np.nan, np.float32) if first.unique is not None else None
+    for chunk, poses in parts:
+        coords[chunk] = poses.coords
+        if unique is not None:
+            unique[chunk] = poses.unique
+    return Poses(coords, first.keypoints, first.individuals, unique=unique, unique_keypoints=first.unique_keypoints,
+                 skeleton=first.skeleton, scorer=spec.name, model=spec.name)
 
 
 def predictor(forward: Forward, spec: Spec) -> Predictor:

@@ -12,6 +12,7 @@ Layout (identical for every backend)::
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -25,18 +26,22 @@ import numpy as np
 
 from posezoo.runtime import geometry
 from posezoo.runtime.files import atomic_output, write_json_atomic
-from posezoo.runtime.spec import DecodeSpec, InputSpec, OutputSpec, PreprocessSpec, Spec
+from posezoo.runtime.spec import AssemblySpec, DecodeSpec, InputSpec, MultiAnimalSpec, OutputSpec, PreprocessSpec, Spec
 from posezoo.runtime.version import version
 
 from .config import TrainConfig
 from .data import BatchLoader, flip_pairs
+from .paf_graph import paf_graph
 from .project import Project, Split, load_project, make_split
 
 RUN_FILE = "run.json"
 # log.csv columns, the same for every backend.
 LOG_FIELDS = ["epoch", "step", "loss", "heatmap_loss", "locref_loss", "lr", "elapsed_s",
-              "test_rmse", "test_rmse_pcutoff", "test_mAP", "train_rmse"]
+              "test_rmse", "test_rmse_pcutoff", "test_mAP", "train_rmse", "paf_loss", "identity_loss"]
 BACKENDS = ("torch", "tf")
+#: What to do about a snapshot that cannot be read (both backends say it).
+SNAPSHOT_HELP = ("the snapshot is damaged (an interrupted copy, a full disk?): to go on from the best one, copy "
+                 "snapshots/best.* over snapshots/last.*, or train again into a new --output")
 
 
 class RunError(ValueError):
@@ -86,19 +91,50 @@ def build_spec(cfg: TrainConfig, project: Project, *, stride: int, name: str) ->
     """The spec a model trained with ``cfg`` on ``project`` is evaluated and deployed with."""
     multiple = math.lcm(int(cfg.input.size_multiple), int(stride))
     scale = float(cfg.input.scale)
+    multi, assembly, outputs = None, None, {}
+    skeleton = [list(edge) for edge in project.labels.skeleton]
+    if project.multi_animal:
+        multi, outputs = _multi_spec(cfg, project)
+        assembly = AssemblySpec()
+        skeleton = [edge for edge in skeleton if set(edge) <= set(project.keypoints)]
     return Spec(
+        multi=multi, assembly=assembly,
         name=name,
         keypoints=list(project.keypoints),
-        skeleton=[list(edge) for edge in project.labels.skeleton],
+        skeleton=skeleton,
         pcutoff=float(project.pcutoff),
         input=InputSpec(color="RGB", size_multiple=multiple),
         preprocess=PreprocessSpec(resize="none" if scale == 1.0 else "scale", scale=scale,
                                   interpolation=cfg.input.interpolation),
         outputs={"keypoints": OutputSpec("keypoints", ["batch", len(project.keypoints), 3],
-                                         "x, y, score per keypoint in input-tensor pixels")},
-        decode=DecodeSpec(stride=int(stride), offset=(stride - 1) / 2.0,
-                          locref_scale=float(cfg.targets.locref_scale)),
+                                         "x, y, score per keypoint in input-tensor pixels"
+                                         + (" (the best candidate)" if multi else "")), **outputs},
+        decode=DecodeSpec(method="peaks+locref+paf" if multi else "argmax+locref", stride=int(stride),
+                          offset=(stride - 1) / 2.0, locref_scale=float(cfg.targets.locref_scale)),
     ).validate(name)
+
+
+def _multi_spec(cfg: TrainConfig, project: Project) -> tuple[MultiAnimalSpec, dict[str, OutputSpec]]:
+    """The multi-animal section and the extra outputs of a project with several individuals."""
+    config = project.config
+    graph = paf_graph(project.keypoints, cfg.multi.graph, skeleton=project.labels.skeleton,
+                      labels=project.labels.xy)
+    animals = min(cfg.multi.max_animals or len(config.individuals), len(config.individuals))
+    k = max(cfg.multi.candidates or animals, animals)
+    multi = MultiAnimalSpec(individuals=list(config.individuals), graph=[list(e) for e in graph], max_animals=animals,
+                            candidates=k, unique_keypoints=list(config.unique_keypoints), identity=config.identity)
+    channels = len(project.keypoints) + len(config.unique_keypoints)
+    outputs = {
+        "candidates": OutputSpec("candidates", ["batch", channels, k, 3],
+                                 "x, y, score of the best local maxima per keypoint (then unique keypoints), "
+                                 "input-tensor pixels, by descending score"),
+        "affinities": OutputSpec("affinities", ["batch", len(graph), k, k],
+                                 "part-affinity score of each candidate pair of each multi.graph edge"),
+    }
+    if config.identity:
+        outputs["identity"] = OutputSpec("identity", ["batch", channels, k, len(config.individuals)],
+                                         "identity-head probabilities of each individual at each candidate")
+    return multi, outputs
 
 
 @dataclass
@@ -123,6 +159,22 @@ class Run:
     def snapshots(self) -> Path:
         return self.path / "snapshots"
 
+    @property
+    def channels(self) -> int:
+        """Heatmap channels the network outputs: the keypoints, then any unique keypoints."""
+        return len(self.project.keypoints) + len(self.project.labels.unique_keypoints)
+
+    def heads(self) -> dict[str, int]:
+        """Extra output channels of a multi-animal network: part-affinity fields (x, y per edge)
+        and, with ``identity: true``, one identity channel per individual."""
+        spec = self.spec
+        if spec.multi is None:
+            return {}
+        out = {"paf": 2 * len(spec.multi.graph)}
+        if spec.multi.identity:
+            out["identity"] = len(spec.multi.individuals)
+        return out
+
     def frames(self, indices: list[int]) -> list[np.ndarray]:
         """Project images (RGB) by index."""
         return [self.project.load_image(i) for i in indices]
@@ -131,17 +183,32 @@ class Run:
         """Augmented training batches: the same arrays for every backend."""
         cfg = self.cfg
         images, coords = self.scaled_samples(list(range(len(self.project))))
-        pairs = flip_pairs(self.project.keypoints, cfg.augment.flip_pairs or None)
+        names = self.project.keypoints + self.project.labels.unique_keypoints
+        pairs = flip_pairs(names, cfg.augment.flip_pairs or None)
+        extra: dict[str, Any] = {}
+        spec = self.spec
+        if spec.multi is not None:
+            index = {n: i for i, n in enumerate(names)}
+            extra = {"graph": [(index[a], index[b]) for a, b in spec.multi.graph], "paf_width": cfg.multi.paf_width,
+                     "identities": len(spec.multi.individuals) if spec.multi.identity else 0}
         return BatchLoader(images, coords, self.split.train, batch_size=cfg.train.batch_size,
                            out_size=tuple(cfg.input.train_size), aug=cfg.augment, targets=cfg.targets,
-                           flip_pairs=pairs, seed=cfg.train.seed, workers=cfg.train.workers)
+                           flip_pairs=pairs, seed=cfg.train.seed, workers=cfg.train.workers, **extra)
 
     def scaled_samples(self, indices: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
         """Images at the network's input scale (the spec's host geometry, unpadded) and their
-        labels' coords in those pixels: what augmentation starts from."""
+        labels' coords in those pixels: what augmentation starts from. Multi-animal coords are
+        (frames, individuals, keypoints + unique keypoints, 2), the unique ones in row 0."""
         spec = self.spec
-        images, coords = [], np.full((len(indices), len(spec.keypoints), 2), np.nan, np.float32)
-        xy = self.project.labels.xy[:, 0]
+        labels = self.project.labels
+        if spec.multi is None:
+            xy = labels.xy[:, 0]
+        else:
+            xy = np.full((len(labels), len(labels.individuals), self.channels, 2), np.nan, np.float32)
+            xy[:, :, :len(labels.keypoints)] = labels.xy
+            if labels.unique is not None:
+                xy[:, 0, len(labels.keypoints):] = labels.unique[..., :2]
+        images, coords = [], np.full((len(indices), *xy.shape[1:]), np.nan, np.float32)
         for j, i in enumerate(indices):
             frame = self.project.load_image(i)
             tensor, plan = geometry.prepare(frame, spec.input, spec.preprocess, color="rgb")
@@ -153,9 +220,6 @@ class Run:
 def create_run(project_path: str | Path, cfg: TrainConfig, output: str | Path | None) -> Run:
     """A new run directory: resolved config, split, spec and run.json are written up front."""
     project = load_project(project_path)
-    if project.multi_animal:
-        raise RunError(f"{project.config.path}: multi-animal projects (multianimalproject: true) are not "
-                       "supported for training yet; only single-animal DeepLabCut projects can be trained")
     if output is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         output = project.root / "posezoo-runs" / f"{stamp}-{cfg.backend}-{cfg.model.name}"
@@ -163,10 +227,11 @@ def create_run(project_path: str | Path, cfg: TrainConfig, output: str | Path | 
     if (path / RUN_FILE).exists():
         raise RunError(f"{path} already holds a training run; use --resume to continue it or choose "
                        "another --output")
-    path.mkdir(parents=True, exist_ok=True)
     explicit = cfg.split.test_indices is not None
     split = make_split(len(project), train_fraction=None if explicit else cfg.split.train_fraction,
                        test_indices=cfg.split.test_indices, seed=cfg.split.seed)
+    _check_labels(project, split)
+    path.mkdir(parents=True, exist_ok=True)
     split.save(path / "split.json")
     cfg.save(path / "config.yaml")
     info = {"backend": cfg.backend, "project": str(project.root.resolve()), "posezoo_version": version(),
@@ -175,12 +240,38 @@ def create_run(project_path: str | Path, cfg: TrainConfig, output: str | Path | 
     return Run(path, cfg, project, split, info)
 
 
+def discard_run(run: Run) -> None:
+    """Remove what `create_run` and a first failed epoch wrote (the folder too, when that leaves
+    it empty), so the corrected command can use the same --output."""
+    for name in (RUN_FILE, "config.yaml", "split.json", "spec.json", "log.csv"):
+        (run.path / name).unlink(missing_ok=True)
+    for folder in (run.snapshots, run.path):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
+
+
+def _check_labels(project: Project, split: Split) -> None:
+    """Refuse a project whose training frames hold no label at all: it would "train" to loss 0."""
+    labeled = np.isfinite(project.labels.xy).all(-1).any(axis=(1, 2))
+    if not labeled[split.train].any():
+        where = "the training frames" if labeled.any() else "any frame"
+        tables = ", ".join(str(t) for t in project.tables)
+        raise RunError(f"{tables}: no keypoint is labeled in {where} (every x, y is empty/NaN); label frames in "
+                       "DeepLabCut (or napari-deeplabcut) and save them before training")
+
+
 def load_run(path: str | Path) -> Run:
     path = Path(path)
     info_path = path / RUN_FILE
     if not info_path.is_file():
         raise RunError(f"{path} is not a posezoo training run (no {RUN_FILE}); train one with `posezoo train`")
-    info = json.loads(info_path.read_text())
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{info_path}: not readable JSON ({exc}); the run directory is damaged: train again into a "
+                       "new --output (its snapshots/ can still be exported once run.json is restored)") from None
+    if not isinstance(info, dict) or not isinstance(info.get("project"), str):
+        raise RunError(f"{info_path}: not a posezoo run.json (no 'project'); train again into a new --output")
     if info.get("backend") not in BACKENDS:
         raise RunError(f"{info_path}: unknown backend {info.get('backend')!r} (expected one of {BACKENDS})")
     cfg = TrainConfig.from_yaml(path / "config.yaml")

@@ -245,9 +245,17 @@ def _render(background: np.ndarray, pose: Pose, look: Look, camera: Camera,
 
     `rng` only supplies this frame's fur grain and sensor noise.
     """
-    keypoints, shapes = _geometry(pose)
-    height, width = background.shape[:2]
     img = background.copy()
+    keypoints, _ = draw_animal(img, pose, look, rng)
+    return expose(img, camera, rng), keypoints
+
+
+def draw_animal(img: np.ndarray, pose: Pose, look: Look,
+                rng: np.random.Generator) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Draw one animal into ``img`` (float32 RGB, in place); its keypoints by name and its fur
+    coverage ``(origin xy, mask h x w)``, which tells which pixels it hides (occlusion)."""
+    keypoints, shapes = _geometry(pose)
+    height, width = img.shape[:2]
     # Composite inside the animal's bounding box (plus room for the shadow) only: it is fast.
     pad = 0.4 * pose.scale + 4
     every = np.vstack([p for polys in shapes.values() for p in polys])
@@ -260,17 +268,25 @@ def _render(background: np.ndarray, pose: Pose, look: Look, camera: Camera,
     # A soft shadow, cast down-right as by a light at the upper left, grounds the animal.
     shadow = cv2.GaussianBlur(fur[..., 0], (0, 0), 0.12 * pose.scale)
     roi[2:, 2:] *= (1.0 - 0.3 * shadow[:-2, :-2])[..., None]
+    cover = fur[..., 0]
     for layer in ("tail", "fur", "ear", "nose"):
         alpha = fur if layer == "fur" else _mask(hw, shapes[layer], origin)
+        if layer == "tail":
+            cover = np.maximum(cover, alpha[..., 0])
         colour = getattr(look, layer)
         if layer == "fur":  # a little fur texture so the body is not a flat blob
             grain = cv2.GaussianBlur(rng.standard_normal(hw, np.float32), (0, 0), 0.8)
             colour = colour * (1.0 + 0.15 * grain[..., None])
         roi[:] = roi * (1.0 - alpha) + colour * alpha
+    return keypoints, (origin, cover)
+
+
+def expose(img: np.ndarray, camera: Camera, rng: np.random.Generator) -> np.ndarray:
+    """The camera's blur and sensor noise on a drawn scene -> uint8 RGB."""
     if camera.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), camera.blur)
     img += camera.noise * rng.standard_normal(img.shape, np.float32)
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8), keypoints
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
 def _reach(bodyparts: tuple[str, ...]) -> float:

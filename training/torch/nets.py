@@ -252,10 +252,15 @@ class ConvHead(nn.Module):
         self.shared = nn.Sequential(*reduce, ConvNormAct(channels, channels, 3, norm=norm))
         self.heatmap = nn.Conv2d(channels, num_keypoints, 1)
         self.locref = nn.Conv2d(channels, 2 * num_keypoints, 1)
+        self.extra = nn.ModuleDict()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def add_output(self, name: str, channels: int) -> None:
+        """Another 1x1 branch on the shared features (part-affinity fields, identity)."""
+        self.extra[name] = nn.Conv2d(self.heatmap.in_channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.shared(x)
-        return self.heatmap(x), self.locref(x)
+        return (self.heatmap(x), self.locref(x), *(m(x) for m in self.extra.values()))
 
 
 class DeconvHead(nn.Module):
@@ -265,9 +270,14 @@ class DeconvHead(nn.Module):
         super().__init__()
         self.heatmap = nn.ConvTranspose2d(cin, num_keypoints, 4, stride=2, padding=1)
         self.locref = nn.ConvTranspose2d(cin, 2 * num_keypoints, 4, stride=2, padding=1)
+        self.extra = nn.ModuleDict()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.heatmap(x), self.locref(x)
+    def add_output(self, name: str, channels: int) -> None:
+        """Another transposed-conv branch (part-affinity fields, identity), as DeepLabCut's."""
+        self.extra[name] = nn.ConvTranspose2d(self.heatmap.in_channels, channels, 4, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (self.heatmap(x), self.locref(x), *(m(x) for m in self.extra.values()))
 
 
 # ----------------------------------------------------------------------------------------
@@ -290,13 +300,27 @@ class PoseNet(nn.Module):
         self.register_buffer("std", torch.tensor(STD_RGB).view(1, 3, 1, 1))
         _init_weights(self, heatmap_prior)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def add_heads(self, heads: dict[str, int]) -> PoseNet:
+        """Extra outputs for a multi-animal model: ``{"paf": 2 * edges, "identity": individuals}``;
+        forward then returns them after the heatmap and locref (paf as (N, E, 2, h, w))."""
+        for name, channels in heads.items():
+            self.head.add_output(name, channels)
+            branch = self.head.extra[name]
+            nn.init.normal_(branch.weight, std=0.001)  # fields start near zero, as locref does
+            nn.init.zeros_(branch.bias)
+        self.heads = dict(heads)
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
             _check_input(x)
         x = (x.permute(0, 3, 1, 2).to(torch.float32) - self.mean) / self.std
-        heatmap, locref = self.head(self.body(x))
+        heatmap, locref, *extra = self.head(self.body(x))
         n, _, h, w = locref.shape
-        return heatmap, locref.reshape(n, self.num_keypoints, 2, h, w)
+        out = [heatmap, locref.reshape(n, self.num_keypoints, 2, h, w)]
+        for name, value in zip(getattr(self, "heads", {}), extra):
+            out.append(value.reshape(n, -1, 2, h, w) if name == "paf" else value)
+        return tuple(out)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, num_keypoints={self.num_keypoints}, stride={self.stride}"

@@ -4,6 +4,7 @@ The loop itself (schedule, evaluation, log, resume) is `posezoo.training.loop`, 
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,30 @@ import torch.nn.functional as F
 from posezoo.runtime.files import atomic_output
 from posezoo.runtime.session import physical_cores
 
-from ..run import Run, RunError
+from ..run import SNAPSHOT_HELP, Run, RunError
 from .nets import PoseNet, create_model
 
 
 def build_net(run: Run) -> PoseNet:
-    return create_model(run.cfg.model.name, len(run.project.keypoints), **run.cfg.model.kwargs)
+    """The run's network: its keypoint (and unique keypoint) channels, plus part-affinity and
+    identity heads for a multi-animal project."""
+    net = create_model(run.cfg.model.name, run.channels, **run.cfg.model.kwargs)
+    heads = run.heads()
+    return net.add_heads(heads) if heads else net
+
+
+def multi_losses(net_out: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor], paf_weight: float,
+                 identity_weight: float) -> list[torch.Tensor]:
+    """Part-affinity fields: smooth-L1 averaged over every cell (most are zero: no field off
+    the limbs); identity: cross-entropy on the cells near a keypoint of a known individual."""
+    paf = F.smooth_l1_loss(net_out[2], batch["paf"], beta=1.0)
+    out = [paf_weight * paf]
+    if "identity" in batch:
+        target = batch["identity"]
+        ident = F.cross_entropy(net_out[3], target.clamp(min=0), reduction="none")
+        known = (target >= 0).to(ident.dtype)
+        out.append(identity_weight * (ident * known).sum() / known.sum().clamp(min=1))
+    return out
 
 
 def losses(net_out: tuple[torch.Tensor, torch.Tensor], batch: dict[str, torch.Tensor],
@@ -37,7 +56,7 @@ def losses(net_out: tuple[torch.Tensor, torch.Tensor], batch: dict[str, torch.Te
 class TorchTrainer:
     """The run's network and AdamW optimiser; snapshots are ``snapshots/{last,best}.pt``."""
 
-    TARGETS = ("image", "heatmap", "locref", "locref_mask", "weight")
+    TARGETS = ("image", "heatmap", "locref", "locref_mask", "weight", "paf", "identity")
 
     def __init__(self, run: Run) -> None:
         cfg = run.cfg
@@ -54,22 +73,29 @@ class TorchTrainer:
     def has_snapshot(self, name: str) -> bool:
         return self.path(name).is_file()
 
-    def step(self, batch: dict[str, np.ndarray], lr: float) -> tuple[float, float]:
+    def step(self, batch: dict[str, np.ndarray], lr: float) -> tuple[float, ...]:
         self.net.train()
         for group in self.opt.param_groups:
             group["lr"] = lr
-        tensors = {k: torch.from_numpy(batch[k]) for k in self.TARGETS}
-        heat_loss, loc_loss = losses(self.net(tensors["image"]), tensors, self.run.cfg.train.locref_weight)
+        tensors = {k: torch.from_numpy(batch[k]) for k in self.TARGETS if k in batch}
+        out = self.net(tensors["image"])
+        terms = list(losses(out[:2], tensors, self.run.cfg.train.locref_weight))
+        if "paf" in tensors:
+            multi = self.run.cfg.multi
+            terms += multi_losses(out, tensors, multi.paf_weight, multi.identity_weight)
         self.opt.zero_grad(set_to_none=True)
-        (heat_loss + loc_loss).backward()
+        sum(terms).backward()  # type: ignore[union-attr]
         self.opt.step()
-        return heat_loss.item(), loc_loss.item()
+        return tuple(t.item() for t in terms)
 
     @torch.no_grad()
-    def forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, frames: np.ndarray) -> tuple[np.ndarray, ...]:
         self.net.eval()
-        logits, locref = self.net(torch.from_numpy(frames))
-        return torch.sigmoid(logits).numpy(), locref.numpy()
+        logits, locref, *extra = self.net(torch.from_numpy(frames))
+        out = [torch.sigmoid(logits).numpy(), locref.numpy()]
+        for name, value in zip(getattr(self.net, "heads", {}), extra):
+            out.append(torch.softmax(value, 1).numpy() if name == "identity" else value.numpy())
+        return tuple(out)
 
     def save(self, name: str, state: dict[str, Any]) -> None:
         """torch.save to a temporary file, then rename: a kill -9 never leaves half a snapshot."""
@@ -86,8 +112,8 @@ class TorchTrainer:
             state = torch.load(path, map_location="cpu", weights_only=False)
             self.net.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
-        except (RuntimeError, KeyError, EOFError, ValueError) as exc:
-            raise RunError(f"{path}: not a usable snapshot of this run ({exc}); delete it to start over") from None
+        except (RuntimeError, KeyError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
+            raise RunError(f"{path}: not a usable snapshot of this run ({str(exc)[:200]}); {SNAPSHOT_HELP}") from None
         torch.set_rng_state(state["torch_rng"])
         return {k: v for k, v in state.items() if k not in ("model", "optimizer", "torch_rng")}
 

@@ -1,0 +1,345 @@
+"""Assembly: a bottom-up model's candidate keypoints and part affinities -> animals (numpy/scipy).
+
+The graph of a multi-animal model ends in candidates (the highest peaks of each keypoint's
+heatmap) and, for every edge of its part-affinity graph, the affinity of each candidate pair.
+This module groups them into animals the way DeepLabCut's assembler does
+(``deeplabcut/core/inferenceutils.py``, ``Assembler`` with its defaults), written anew:
+
+1. per keypoint keep the ``max_animals`` best candidates scoring at least ``min_score``;
+2. per edge, the optimal one-to-one pairing of its two keypoints' candidates (Hungarian,
+   maximising affinity); pairs weaker than ``min_affinity`` are not linked;
+3. connected groups of links holding every keypoint once are animals as they stand; the other
+   links, strongest first, each seed an animal that grows along its strongest links to
+   candidates not yet taken and keypoints it lacks;
+4. with more animals than ``max_animals``, partial animals with no keypoint in common are
+   joined where an unused link connects them; partial animals then take what links remain;
+5. animals held by fewer than ``min_links`` links are dropped, animals overlapping a stronger one
+   by ``max_overlap`` or more are suppressed, and at most ``max_animals`` (the most complete) stay.
+
+Unique keypoints (one per frame, DeepLabCut's ``uniquebodyparts``) never join animals: each is
+its best candidate when that scores above ``min_score``.
+"""
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .poses import Poses
+from .spec import Spec
+
+Edge = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class AssemblyParams:
+    """See the module docstring; the defaults are DeepLabCut's."""
+
+    max_animals: int
+    min_score: float = 0.1
+    min_affinity: float = 0.05
+    min_links: int = 2
+    max_overlap: float = 0.8
+
+
+class _Animal:
+    """An animal being assembled: candidate id per keypoint, its links and their affinity sum."""
+
+    __slots__ = ("by_part", "ids", "links", "affinity")
+
+    def __init__(self) -> None:
+        self.by_part: dict[int, int] = {}
+        self.ids: set[int] = set()
+        self.links: list[tuple[int, int, float]] = []
+        self.affinity = 0.0
+
+    def add_link(self, a: int, b: int, w: float, part: np.ndarray) -> bool:
+        """Add link (a, b); False when it would give a keypoint a second candidate."""
+        if a in self.ids and b in self.ids:
+            self.links.append((a, b, w))
+            self.affinity += w
+            return False
+        if part[a] in self.by_part and part[b] in self.by_part:
+            return False
+        for c in (a, b):
+            if c not in self.ids and part[c] not in self.by_part:
+                self.by_part[int(part[c])] = c
+                self.ids.add(c)
+        self.links.append((a, b, w))
+        self.affinity += w
+        return True
+
+    def shares_part(self, other: _Animal) -> bool:
+        return not self.by_part.keys().isdisjoint(other.by_part.keys())
+
+    def merge(self, other: _Animal, part: np.ndarray) -> None:
+        for a, b, w in other.links:
+            self.add_link(a, b, w, part)
+
+
+def assemble(candidates: np.ndarray, affinities: np.ndarray, graph: Sequence[Edge], n_keypoints: int,
+             params: AssemblyParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One frame: ``candidates`` (C, k, 3) x, y, score (the first ``n_keypoints`` rows are the
+    animals' keypoints, the rest unique keypoints), ``affinities`` (E, k, k) for ``graph``'s
+    edges -> ``animals`` (max_animals, n_keypoints, 3) and ``unique`` (C - n_keypoints, 3), both
+    x, y, score with NaN where nothing was found (animals fill the first rows), and ``slots``
+    (max_animals, n_keypoints): which candidate each keypoint is (-1 where none)."""
+    C, k, _ = candidates.shape
+    K = n_keypoints
+    animals = np.full((params.max_animals, K, 3), np.nan, np.float32)
+    slots = np.full((params.max_animals, K), -1, np.int64)
+    unique = np.full((C - K, 3), np.nan, np.float32)
+    for u in range(C - K):
+        best = int(np.argmax(candidates[K + u, :, 2]))
+        if candidates[K + u, best, 2] > params.min_score:
+            unique[u] = candidates[K + u, best]
+    # Kept candidates of every keypoint get ids 0..n-1; part[id] / slot[id] say which they are.
+    scores = candidates[:K, :, 2]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :params.max_animals]
+    keep = np.take_along_axis(scores, order, 1) >= params.min_score
+    part, slot = np.nonzero(keep)
+    slot = order[part, slot]
+    if not len(part):
+        return animals, unique, slots
+    if K == 1 or params.max_animals == 1:
+        found = _without_links(part, slot, K, params.max_animals)
+    else:
+        ident = np.full((K, k), -1, np.int64)
+        ident[part, slot] = np.arange(len(part))
+        links = _best_links(affinities, graph, ident, params.min_affinity)
+        found = _build(links, part, K, params.max_animals)
+        found = _prune(found, candidates[part, slot, :2], params)
+    for row, animal in enumerate(found[:params.max_animals]):
+        ids = np.fromiter(animal.by_part.values(), np.int64)
+        animals[row, part[ids]] = candidates[part[ids], slot[ids]]
+        slots[row, part[ids]] = slot[ids]
+    return animals, unique, slots
+
+
+def assemble_batch(candidates: np.ndarray, affinities: np.ndarray, graph: Sequence[Edge], n_keypoints: int,
+                   params: AssemblyParams, identity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`assemble` over a batch: (N, C, k, 3), (N, E, k, k) -> (N, max_animals, K, 3), (N, U, 3).
+
+    With ``identity`` (N, C, k, I), the identity head's probabilities at the candidates, animal
+    rows are the individuals instead (I rows): each animal goes to the individual its keypoints
+    vote for, one animal per individual (Hungarian on the mean probabilities)."""
+    n, u = len(candidates), candidates.shape[1] - n_keypoints
+    rows = params.max_animals if identity is None else identity.shape[-1]
+    animals = np.full((n, rows, n_keypoints, 3), np.nan, np.float32)
+    unique = np.full((n, u, 3), np.nan, np.float32)
+    for f in range(n):
+        found, unique[f], slots = assemble(candidates[f], affinities[f], graph, n_keypoints, params)
+        if identity is None:
+            animals[f] = found
+        else:
+            animals[f, _identity_rows(identity[f, :n_keypoints], slots)] = found
+    return animals, unique
+
+
+def _identity_rows(identity: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """The individual row of each assembled animal (empty animals take the rows left over)."""
+    n_ind = identity.shape[-1]
+    votes = np.zeros((len(slots), n_ind))
+    for a, row in enumerate(slots):
+        parts = np.flatnonzero(row >= 0)
+        if len(parts):
+            votes[a] = identity[parts, row[parts]].mean(0)
+    r, c = linear_sum_assignment(votes, maximize=True)
+    out = np.full(len(slots), -1, np.int64)
+    out[r] = c
+    spare = iter(sorted(set(range(n_ind)) - set(out[out >= 0].tolist())))
+    for a in np.flatnonzero(out < 0):
+        out[a] = next(spare)
+    return out
+
+
+def _without_links(part: np.ndarray, slot: np.ndarray, K: int, max_animals: int) -> list[_Animal]:
+    """One keypoint: every kept candidate is an animal. One animal: the best of each keypoint."""
+    if K == 1:
+        out = []
+        for i in range(len(part)):
+            animal = _Animal()
+            animal.by_part[0] = i
+            animal.ids.add(i)
+            out.append(animal)
+        return out
+    animal = _Animal()
+    for i, p in enumerate(part):  # ids run in score order per keypoint: the first is the best
+        if int(p) not in animal.by_part:
+            animal.by_part[int(p)] = i
+            animal.ids.add(i)
+    return [animal]
+
+
+def _best_links(affinities: np.ndarray, graph: Sequence[Edge], ident: np.ndarray,
+                min_affinity: float) -> list[tuple[int, int, float]]:
+    """Per edge, the Hungarian pairing of the two keypoints' kept candidates."""
+    links = []
+    for e, (s, t) in enumerate(graph):
+        rows, cols = np.flatnonzero(ident[s] >= 0), np.flatnonzero(ident[t] >= 0)
+        if not len(rows) or not len(cols):
+            continue
+        sub = np.nan_to_num(affinities[e][np.ix_(rows, cols)], nan=0.0)
+        r, c = linear_sum_assignment(sub, maximize=True)
+        for i, j in zip(r, c):
+            if sub[i, j] >= min_affinity:
+                links.append((int(ident[s, rows[i]]), int(ident[t, cols[j]]), float(sub[i, j])))
+    return links
+
+
+def _build(links: list[tuple[int, int, float]], part: np.ndarray, K: int, max_animals: int) -> list[_Animal]:
+    lookup: dict[int, dict[int, tuple[int, int, float]]] = {}
+    for link in links:
+        a, b, _ = link
+        lookup.setdefault(a, {})[b] = link
+        lookup.setdefault(b, {})[a] = link
+    animals: list[_Animal] = []
+    taken: set[int] = set()
+
+    # Complete, unambiguous animals first: groups of linked candidates with every keypoint once.
+    for group in _components(links):
+        if len(group) == K:
+            animal = _Animal()
+            for a, b, w in links:
+                if a in group and animal.add_link(a, b, w, part):
+                    lookup[a].pop(b, None)
+                    lookup[b].pop(a, None)
+            taken |= animal.ids
+            animals.append(animal)
+    if len(animals) == max_animals:
+        return animals
+
+    for a, b, w in sorted(links, key=lambda x: -x[2]):
+        if a in taken or b in taken:
+            continue
+        animal = _Animal()
+        animal.add_link(a, b, w, part)
+        _grow(animal, lookup, taken, part, K)
+        for x, y, _ in animal.links:
+            lookup[x].pop(y, None)
+            lookup[y].pop(x, None)
+        taken |= animal.ids
+        animals.append(animal)
+
+    if len(animals) > max_animals:  # join partial animals an unused link connects
+        owner = {i: animal for animal in animals if len(animal.by_part) != K for i in animal.ids}
+        used = {(x, y) for animal in animals for x, y, _ in animal.links}
+        for a, b, w in links:
+            if (a, b) in used or a not in owner or b not in owner:
+                continue
+            first, second = owner[a], owner[b]
+            if first is second or first.shares_part(second):
+                continue
+            first.merge(second, part)
+            first.add_link(a, b, w, part)
+            animals.remove(second)
+            for i in second.ids:
+                owner[i] = first
+    for animal in animals:  # partial animals take what links remain
+        if len(animal.by_part) != K:
+            _grow(animal, lookup, taken, part, K)
+            taken |= animal.ids
+    return animals
+
+
+def _grow(animal: _Animal, lookup: dict[int, dict[int, tuple[int, int, float]]], taken: set[int],
+          part: np.ndarray, K: int) -> None:
+    """Add the strongest links from the animal to candidates not taken, keypoint by keypoint."""
+    heap: list[tuple[float, int, tuple[int, int, float]]] = []
+    seen: set[tuple[int, int]] = set()
+    count = 0
+
+    def push(i: int) -> None:
+        nonlocal count
+        for j, link in lookup.get(i, {}).items():
+            if j in animal.ids or (link[0], link[1]) in seen:
+                continue
+            seen.add((link[0], link[1]))
+            heapq.heappush(heap, (-link[2], count, link))
+            count += 1
+
+    for i in list(animal.ids):
+        push(i)
+    while heap and len(animal.by_part) < K:
+        _, _, (a, b, w) = heapq.heappop(heap)
+        new = b if a in animal.ids else a if b in animal.ids else None
+        if new is None or new in taken:
+            continue
+        if animal.add_link(a, b, w, part):
+            push(new)
+
+
+def _components(links: list[tuple[int, int, float]]) -> list[set[int]]:
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        while parent.setdefault(i, i) != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b, _ in links:
+        parent[root(a)] = root(b)
+    groups: dict[int, set[int]] = {}
+    for i in list(parent):
+        groups.setdefault(root(i), set()).add(i)
+    return list(groups.values())
+
+
+def _prune(animals: list[_Animal], xy: np.ndarray, params: AssemblyParams) -> list[_Animal]:
+    """Drop weakly linked animals, suppress overlapping ones, keep the most complete."""
+    animals = [a for a in animals if a.by_part and not 0 < len(a.links) < params.min_links]
+    if 0 < params.max_overlap < 1 and len(animals) > 1:
+        ranked = sorted(animals, key=lambda a: -a.affinity)
+        kept: list[_Animal] = []
+        for animal in ranked:
+            if all(_overlap(animal, other, xy) < params.max_overlap for other in kept):
+                kept.append(animal)
+        animals = kept
+    if len(animals) > params.max_animals:
+        animals = sorted(animals, key=lambda a: -len(a.by_part))
+    return animals
+
+
+def _overlap(a: _Animal, b: _Animal, xy: np.ndarray) -> float:
+    """The smaller of the two animals' fractions of keypoints inside their boxes' intersection."""
+    pa, pb = xy[list(a.ids)], xy[list(b.ids)]
+    lo = np.maximum(pa.min(0), pb.min(0))
+    hi = np.minimum(pa.max(0), pb.max(0))
+    if (hi < lo).any():
+        return 0.0
+    ina = ((pa >= lo) & (pa <= hi)).all(1).sum() / len(pa)
+    inb = ((pb >= lo) & (pb <= hi)).all(1).sum() / len(pb)
+    return float(min(ina, inb))
+
+
+def graph_indices(spec: Spec) -> list[Edge]:
+    """The spec's part-affinity edges as keypoint index pairs."""
+    assert spec.multi is not None
+    index = {name: i for i, name in enumerate(spec.keypoints)}
+    return [(index[a], index[b]) for a, b in spec.multi.graph]
+
+
+def params_of(spec: Spec) -> AssemblyParams:
+    assert spec.multi is not None and spec.assembly is not None
+    a = spec.assembly
+    return AssemblyParams(spec.multi.max_animals, a.min_score, a.min_affinity, a.min_links, a.max_overlap)
+
+
+def poses_from_candidates(spec: Spec, candidates: np.ndarray, affinities: np.ndarray,
+                          identity: np.ndarray | None = None) -> Poses:
+    """A multi-animal graph's outputs for a batch (candidates already in frame pixels) -> the
+    `Poses` of the assembled animals, one row per individual of the spec (NaN where fewer)."""
+    assert spec.multi is not None
+    K = len(spec.keypoints)
+    animals, unique = assemble_batch(candidates, affinities, graph_indices(spec), K, params_of(spec),
+                                     identity if spec.multi.identity else None)
+    n_ind = len(spec.multi.individuals)
+    coords = np.full((len(candidates), n_ind, K, 3), np.nan, np.float32)
+    coords[:, :animals.shape[1]] = animals[:, :n_ind]
+    return Poses(coords, list(spec.keypoints), spec.individuals, unique=unique if spec.unique_keypoints else None,
+                 unique_keypoints=spec.unique_keypoints, skeleton=[(a, b) for a, b in spec.skeleton],
+                 scorer=spec.name, model=spec.name)
