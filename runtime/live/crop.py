@@ -38,6 +38,7 @@ class DynamicCrop:
     box: Box | None = field(default=None, init=False)  # where the next frame is cropped
     _frame: tuple[int, int] = field(default=(0, 0), init=False)  # (height, width)
     _step: int = field(default=32, init=False)
+    _align: int = field(default=1, init=False)
     _threshold: float = field(default=0.6, init=False)
 
     def __post_init__(self) -> None:
@@ -51,10 +52,13 @@ class DynamicCrop:
                 raise ValueError(f"crop size must be positive, got {self.size}")
             self.size = (w, h)
 
-    def start(self, height: int, width: int, *, step: int, pcutoff: float) -> None:
-        """Reset for frames of this size; ``step`` is the window size multiple in frame pixels."""
+    def start(self, height: int, width: int, *, step: int, pcutoff: float, align: int = 1) -> None:
+        """Reset for frames of this size; ``step`` is the window size multiple in frame pixels,
+        ``align`` the multiple the window's corner keeps (the model's downscale factor, so a crop
+        is resampled on the same pixel grid as the whole frame and gives the same keypoints)."""
         self._frame = (height, width)
         self._step = max(1, step)
+        self._align = max(1, align)
         self._threshold = pcutoff if self.threshold is None else self.threshold
         self.box = None
         self.window = None if self.size is None else (min(self.size[0], width), min(self.size[1], height))
@@ -62,7 +66,7 @@ class DynamicCrop:
     def next_box(self, height: int, width: int) -> Box | None:
         """Where to crop the coming frame, or None for the whole frame."""
         if (height, width) != self._frame:  # a source that changed size: start over
-            self.start(height, width, step=self._step, pcutoff=self._threshold)
+            self.start(height, width, step=self._step, pcutoff=self._threshold, align=self._align)
         return self.box
 
     def update(self, coords: np.ndarray) -> None:
@@ -82,8 +86,9 @@ class DynamicCrop:
             self.box = None  # the window is the whole frame
             return
         cx, cy = (xs.min() + xs.max()) / 2.0, (ys.min() + ys.max()) / 2.0
-        x1 = int(min(max(round(cx - ww / 2.0), 0), width - ww))
-        y1 = int(min(max(round(cy - wh / 2.0), 0), height - wh))
+        a = self._align
+        x1 = int(min(max(round((cx - ww / 2.0) / a) * a, 0), (width - ww) // a * a))
+        y1 = int(min(max(round((cy - wh / 2.0) / a) * a, 0), (height - wh) // a * a))
         self.box = (x1, x1 + ww, y1, y1 + wh)
 
     def describe(self) -> dict[str, object]:

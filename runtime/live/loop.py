@@ -282,19 +282,24 @@ class LiveSession:
             while True:
                 item, dropped = self.mailbox.take()
                 if item is None:
-                    if dropped:
-                        self.results.put((dropped, None, None))
                     break
-                if self.stop_now.is_set():  # stopping: this frame is not analysed
+                if self.stop_now.is_set():  # stopping: this frame is not analysed (still gets its row)
                     item.frame = None
                     self.results.put((dropped + [item], None, None))
                     continue
                 frame = item.frame
                 assert frame is not None
-                if not warmed and self.do_warmup and self.pipeline._frame_shape != frame.shape[:2]:
-                    self.pipeline.warmup(*frame.shape[:2])  # a source whose size was not known up front
-                warmed = True
-                result = self.pipeline(frame, item.index, item.clock, item.time)
+                try:
+                    if not warmed and self.do_warmup and self.pipeline._frame_shape != frame.shape[:2]:
+                        self.pipeline.warmup(*frame.shape[:2])  # a source whose size was not known up front
+                    warmed = True
+                    result = self.pipeline(frame, item.index, item.clock, item.time)
+                except Exception as exc:  # the model failed: stop, and give every captured frame its row
+                    self.inference_error = exc
+                    self.stop("error")
+                    item.frame = None
+                    self.results.put((dropped + [item], None, None))
+                    continue
                 self.results.put((dropped, item, result))
         except BaseException as exc:
             self.inference_error = exc
@@ -310,7 +315,8 @@ class LiveSession:
         from tqdm import tqdm
 
         model = self.model
-        layout = Poses.empty(0, model.keypoints, scorer=scorer_name(model.name))
+        layout = model.layout()
+        layout.scorer = scorer_name(model.name)
         size = _frame_size(self.source)
         if self.do_warmup and size is not None:
             self.pipeline.warmup(*size)
@@ -341,8 +347,9 @@ class LiveSession:
             latencies.append(lat)
             processed.append(proc)
             recent.append((result.done, lat))
+            unique = None if result.poses.unique is None else result.poses.unique[0]
             sink.add(FrameRow(item.index, item.time, item.recorded, result.poses.coords[0], lat, proc, result.crop,
-                              ";".join(result.actions)))
+                              ";".join(result.actions), unique))
             shown["latest"] = (item, result)
 
         def consume() -> None:
@@ -447,8 +454,8 @@ class LiveSession:
                             self.captured, len(latencies), self.captured - len(latencies), not_recorded, seconds, lat,
                             reason, message, complete, dict(self.pipeline.error_counts))
         if error is not None:
-            raise LiveError(f"{message}; the results up to frame {self.captured - 1} are saved in {self.output}") \
-                from error
+            raise LiveError(f"{message}; the results of the {self.captured} frame(s) captured are saved in "
+                            f"{self.output}") from error
         return report
 
     def _outcome(self, error: BaseException | None, capture_stuck: bool) -> tuple[str, str, bool]:

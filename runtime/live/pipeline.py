@@ -85,11 +85,20 @@ class LivePipeline:
         scale = spec.preprocess.scale if spec.preprocess.resize == "scale" else 1.0
         return max(1, math.ceil(multiple / scale))
 
+    def crop_align(self) -> int:
+        """The crop corner's multiple: an integer downscale factor of the model (1 otherwise)."""
+        pre = self.model.spec.preprocess
+        if pre.resize != "scale" or pre.scale >= 1:
+            return 1
+        factor = 1.0 / pre.scale
+        return int(round(factor)) if abs(factor - round(factor)) < 1e-6 else 1
+
     def start(self, height: int, width: int) -> None:
         """Get ready for frames of this size (called by `warmup` and on the first frame)."""
         self._frame_shape = (height, width)
         if self.crop is not None:
-            self.crop.start(height, width, step=self.crop_step(), pcutoff=self.model.spec.pcutoff)
+            self.crop.start(height, width, step=self.crop_step(), pcutoff=self.model.spec.pcutoff,
+                            align=self.crop_align())
 
     def warmup(self, height: int, width: int, runs: int = 2) -> float:
         """Build and run the sessions for the whole frame (and a fixed crop size) before capture;
@@ -138,7 +147,7 @@ class LivePipeline:
         poses.frame_indices = np.array([index], np.int64)
         ready = time.perf_counter()
         if self.crop is not None:
-            self.crop.update(poses.coords[0, 0])
+            self.crop.update(poses.coords[0].reshape(-1, 3))  # every animal stays in the window
         info = FrameInfo(index, capture_time, captured, ready, self.model.spec.pcutoff, box)
         processed, actions, errors = self._process(poses, info)
         return LiveResult(index, poses, processed, actions, box, info, time.perf_counter(), errors)

@@ -54,6 +54,7 @@ class FrameRow:
     processed_ms: float | None = None
     crop: tuple[int, int, int, int] | None = None
     actions: str = ""
+    unique: np.ndarray | None = None  # (unique keypoints, 3) of a multi-animal model
 
 
 class LiveResults:
@@ -63,6 +64,7 @@ class LiveResults:
         self.path = Path(path)
         self.layout = layout[:0]
         self._shape = (len(layout.individuals), len(layout.keypoints), 3)
+        self._unique = len(layout.unique_keypoints)
         self.writer = ResultsWriter(self.path, self.layout, csv=csv_table)
         self.timestamps = timestamps_path(self.path)
         self._ts_partial = self.timestamps.with_name(self.timestamps.name + ".partial")
@@ -88,10 +90,14 @@ class LiveResults:
         if not rows:
             return
         coords = np.full((len(rows), *self._shape), np.nan, np.float32)
+        unique = np.full((len(rows), self._unique, 3), np.nan, np.float32) if self._unique else None
         for i, row in enumerate(rows):
             if row.coords is not None:
                 coords[i] = row.coords
-        self.writer.append(Poses(coords, self.layout.keypoints, self.layout.individuals, scorer=self.layout.scorer,
+            if unique is not None and row.unique is not None:
+                unique[i] = row.unique
+        self.writer.append(Poses(coords, self.layout.keypoints, self.layout.individuals, unique=unique,
+                                 unique_keypoints=self.layout.unique_keypoints, scorer=self.layout.scorer,
                                  kind=self.layout.kind))
         text = io.StringIO()
         out = csv.writer(text)
