@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from posezoo.runtime.spec import Spec
 from posezoo.training.tf.env import keras, tf
-from posezoo.training.tf.infer import to_torch_layout
+from posezoo.training.tf.infer import extra_layout, to_torch_layout
 from posezoo.training.tf.train import TFTrainer
 
 OPSET = 17
@@ -55,15 +56,94 @@ def deployable(model: keras.Model, spec: Spec, heatmaps: bool = False) -> Any:
     return deploy
 
 
+def multi_deployable(model: keras.Model, spec: Spec, heatmaps: bool = False) -> Any:
+    """A multi-animal model + in-graph decoding as one traced function (the formulas of
+    `training.data.peak_candidates` / `edge_affinities`, as export/torch_onnx.py's
+    `MultiDeployable`): keypoints, candidates, affinities (+ identity, heatmaps)."""
+    assert spec.multi is not None
+    stride, offset = float(spec.decode.stride), float(spec.decode.offset)
+    locref_scale, k = float(spec.decode.locref_scale), int(spec.multi.candidates)
+    n_keypoints, identity = len(spec.keypoints), bool(spec.multi.identity)
+    index = {name: i for i, name in enumerate(spec.keypoints)}
+    # Plain Python values, made constants inside the traced function: tensors captured from
+    # outside would become extra graph inputs in tf2onnx.
+    src_list = [index[a] for a, _ in spec.multi.graph]
+    dst_list = [index[b] for _, b in spec.multi.graph]
+    step_list = np.linspace(0.0, 1.0, int(spec.multi.paf_samples), dtype=np.float32).tolist()
+    heads = getattr(model, "heads", {})
+
+    def cells(xy: Any, h: Any, w: Any) -> Any:
+        col = tf.floor((xy[..., 0] - offset) / stride + 0.5)
+        row = tf.floor((xy[..., 1] - offset) / stride + 0.5)
+        col = tf.minimum(tf.maximum(col, 0.0), tf.cast(w - 1, tf.float32))
+        row = tf.minimum(tf.maximum(row, 0.0), tf.cast(h - 1, tf.float32))
+        return tf.cast(row * tf.cast(w, tf.float32) + col, tf.int64)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=spec.input.name)])
+    def deploy(frames: Any) -> Any:
+        logits, locref, *extra = model(tf.cast(frames, tf.float32), training=False)
+        src_idx, dst_idx = tf.constant(src_list, tf.int64), tf.constant(dst_list, tf.int64)
+        steps = tf.constant(step_list, tf.float32)
+        prob_nhwc = tf.sigmoid(logits)
+        pooled = tf.nn.max_pool2d(prob_nhwc, 3, 1, "SAME")
+        peaks_nhwc = tf.where(tf.equal(prob_nhwc, pooled), prob_nhwc, tf.zeros_like(prob_nhwc))
+        heat, loc = to_torch_layout(logits, locref)
+        paf, *ident = extra_layout(extra, heads)
+        shape = tf.shape(heat, out_type=tf.int64)
+        n, c, h, w = shape[0], shape[1], shape[2], shape[3]
+        peaks = tf.reshape(tf.transpose(peaks_nhwc, (0, 3, 1, 2)), tf.stack([n, c, h * w]))
+        score, idx32 = tf.math.top_k(peaks, k)  # (N, C, k), descending, lower index first on ties
+        idx = tf.cast(idx32, tf.int64)
+        table = tf.reshape(tf.transpose(tf.reshape(loc, tf.stack([n, c, 2, h * w])), (0, 1, 3, 2)), (-1, 2))
+        base = tf.reshape(tf.range(n * c, dtype=tf.int64) * (h * w), tf.stack([n, c, 1]))
+        vec = tf.gather(table, base + idx)  # (N, C, k, 2)
+        row = idx // w
+        col = idx - row * w
+        x = tf.cast(col, tf.float32) * stride + offset + vec[..., 0] * locref_scale
+        y = tf.cast(row, tf.float32) * stride + offset + vec[..., 1] * locref_scale
+        candidates = tf.stack([x, y, score], axis=-1)
+        keypoints = candidates[:, :n_keypoints, 0]
+
+        xy = candidates[..., :2]
+        src = tf.gather(xy, src_idx, axis=1)[:, :, :, None]  # (N, E, k, 1, 2)
+        d = tf.gather(xy, dst_idx, axis=1)[:, :, None] - src  # (N, E, k, k, 2)
+        unit = d / (tf.sqrt(tf.reduce_sum(d * d, -1, keepdims=True)) + 1e-6)
+        points = src[..., None, :] + steps[:, None] * d[..., None, :]  # (N, E, k, k, S, 2)
+        e = tf.shape(paf, out_type=tf.int64)[1]
+        at = tf.reshape(cells(points, h, w), tf.stack([n, e, -1]))
+        field_table = tf.reshape(tf.transpose(tf.reshape(paf, tf.stack([n, e, 2, h * w])), (0, 1, 3, 2)), (-1, 2))
+        offsets = tf.reshape(tf.range(n * e, dtype=tf.int64) * (h * w), tf.stack([n, e, 1]))
+        field = tf.reshape(tf.gather(field_table, offsets + at), tf.shape(points))
+        affinities = tf.reduce_mean(field[..., 0] * unit[..., None, 0] + field[..., 1] * unit[..., None, 1], -1)
+        out = [keypoints, candidates, affinities]
+        if identity:
+            prob = tf.nn.softmax(ident[0], axis=1)  # (N, I, h, w)
+            i = tf.shape(prob, out_type=tf.int64)[1]
+            id_table = tf.reshape(tf.transpose(tf.reshape(prob, tf.stack([n, i, h * w])), (0, 2, 1)), tf.stack([-1, i]))
+            where = tf.reshape(tf.range(n, dtype=tf.int64) * (h * w), tf.stack([n, 1, 1])) + cells(xy, h, w)
+            out.append(tf.gather(id_table, where))  # (N, C, k, I)
+        if heatmaps:
+            out.append(tf.sigmoid(heat))
+        return tuple(out)
+
+    return deploy
+
+
 def export_keras(model: keras.Model, spec: Spec, path: Path, heatmaps: bool = False) -> onnx.ModelProto:
     """Convert ``model`` wrapped in the decoder to ``path`` (opset 17, dynamic batch and sizes);
     inputs and outputs get the contract's names and symbolic dimensions."""
     tf2onnx = _tf2onnx()
-    fn = deployable(model, spec, heatmaps)
+    multi = spec.multi
+    fn = (multi_deployable if multi is not None else deployable)(model, spec, heatmaps)
     onnx_model, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=OPSET)
-    names = ["keypoints", "heatmaps"] if heatmaps else ["keypoints"]
+    names = ["keypoints"] + (["candidates", "affinities"] if multi else []) \
+        + (["identity"] if multi and multi.identity else []) + (["heatmaps"] if heatmaps else [])
     k = len(spec.keypoints)
-    dims = {"keypoints": ["batch", k, 3], "heatmaps": ["batch", k, "heatmap_height", "heatmap_width"]}
+    c = k + len(spec.unique_keypoints)
+    dims: dict[str, list[Any]] = {"keypoints": ["batch", k, 3], "heatmaps": ["batch", c, "heatmap_height", "heatmap_width"]}
+    if multi is not None:
+        n, e, i = multi.candidates, len(multi.graph), len(multi.individuals)
+        dims |= {"candidates": ["batch", c, n, 3], "affinities": ["batch", e, n, n], "identity": ["batch", c, n, i]}
     graph = onnx_model.graph
     if len(graph.input) != 1 or len(graph.output) != len(names):
         raise RuntimeError(f"tf2onnx produced {len(graph.input)} inputs and {len(graph.output)} outputs; "

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 from ..registry import LITE, ModelRegistry
 from .env import keras
 
-__all__ = ["MEAN_RGB", "STD_RGB", "create_model", "list_models", "model_stride", "register",
+__all__ = ["MEAN_RGB", "STD_RGB", "add_heads", "create_model", "list_models", "model_stride", "register",
            "model_arguments", "register_alias", "resolve_name"]
 
 # ImageNet statistics on the 0..255 scale: the same numbers as posezoo.training.torch.nets.
@@ -180,6 +180,25 @@ def _finish(frames: Any, heat: Any, loc: Any, name: str, num_keypoints: int, str
     model.pose_stride = stride
     model.num_keypoints = num_keypoints
     return model
+
+
+def add_heads(model: keras.Model, heads: dict[str, int]) -> keras.Model:
+    """The model with extra 1x1 outputs on the features its heatmap head reads, for a
+    multi-animal network: ``{"paf": 2 * edges, "identity": individuals}`` (NHWC, after heatmap
+    and locref, cropped like them); initialised near zero as in the torch models."""
+    if not heads:
+        return model
+    features = model.get_layer("heatmap").input
+    outputs = list(model.outputs)
+    crop = next((layer for layer in model.layers if layer.name == "heatmap_crop"), None)
+    for name, channels in heads.items():
+        y = layers.Conv2D(channels, 1, name=name, kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))(features)
+        if crop is not None:
+            y = layers.Cropping2D(crop.cropping, name=f"{name}_crop")(y)
+        outputs.append(y)
+    out = keras.Model(model.inputs, outputs, name=model.name)
+    out.pose_stride, out.num_keypoints, out.heads = model.pose_stride, model.num_keypoints, dict(heads)
+    return out
 
 
 def _set_bn_momentum(model: keras.Model) -> None:

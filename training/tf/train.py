@@ -19,14 +19,14 @@ import numpy as np
 from posezoo.runtime.files import atomic_output
 from posezoo.runtime.session import physical_cores
 
-from ..run import Run, RunError
+from ..run import SNAPSHOT_HELP, Run, RunError
 from .env import configure_threads, keras, tf
-from .infer import forward_fn, to_torch_layout
-from .nets import create_model
+from .infer import extra_layout, forward_fn, to_torch_layout
+from .nets import add_heads, create_model
 
 SNAPSHOT_SUFFIX = ".weights.h5"
 STATE_GROUP = "posezoo"
-TARGET_KEYS = ("image", "heatmap", "locref", "locref_mask", "weight")
+TARGET_KEYS = ("image", "heatmap", "locref", "locref_mask", "weight", "paf", "identity")
 
 
 def snapshot_path(run: Run, snapshot: str) -> Path:
@@ -34,7 +34,23 @@ def snapshot_path(run: Run, snapshot: str) -> Path:
 
 
 def build_model(run: Run) -> keras.Model:
-    return create_model(run.cfg.model.name, len(run.project.keypoints), **run.cfg.model.kwargs)
+    """The run's network, with part-affinity and identity heads for a multi-animal project."""
+    return add_heads(create_model(run.cfg.model.name, run.channels, **run.cfg.model.kwargs), run.heads())
+
+
+def multi_losses(extra: list[Any], batch: dict[str, Any], paf_weight: float, identity_weight: float) -> list[Any]:
+    """The torch backend's `multi_losses` in TF: smooth-L1 on the fields averaged over every
+    cell, cross-entropy on the identity of cells near a known individual's keypoint."""
+    paf = tf.convert_to_tensor(batch["paf"], tf.float32)
+    diff = tf.abs(extra[0] - paf)
+    out = [paf_weight * tf.reduce_mean(tf.where(diff < 1.0, 0.5 * diff * diff, diff - 0.5))]
+    if "identity" in batch:
+        target = tf.convert_to_tensor(batch["identity"], tf.int64)
+        logits = tf.transpose(extra[1], (0, 2, 3, 1))  # back to classes last
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(target, 0), logits=logits)
+        known = tf.cast(target >= 0, tf.float32)
+        out.append(identity_weight * tf.reduce_sum(ce * known) / tf.maximum(tf.reduce_sum(known), 1.0))
+    return out
 
 
 def losses(outputs: tuple[Any, Any], batch: dict[str, Any], locref_weight: float) -> tuple[Any, Any]:
@@ -80,13 +96,16 @@ def read_state(path: Path) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]
     seed generators (their state is not among Keras' weights) stored in a snapshot."""
     if not path.is_file():
         raise FileNotFoundError(f"snapshot not found: {path}")
-    with h5py.File(path, "r") as fh:
-        if STATE_GROUP not in fh:
-            raise RunError(f"{path}: not a posezoo TF snapshot (no '{STATE_GROUP}' group)")
-        group = fh[STATE_GROUP]
-        state = json.loads(group.attrs["state"])
-        arrays = {name: [group[name][k][()] for k in sorted(group[name])]
-                  for name in ("optimizer", "seed_generators")}
+    try:
+        with h5py.File(path, "r") as fh:
+            if STATE_GROUP not in fh:
+                raise RunError(f"{path}: not a posezoo TF snapshot (no '{STATE_GROUP}' group)")
+            group = fh[STATE_GROUP]
+            state = json.loads(group.attrs["state"])
+            arrays = {name: [group[name][k][()] for k in sorted(group[name])]
+                      for name in ("optimizer", "seed_generators")}
+    except (OSError, KeyError, ValueError) as exc:
+        raise RunError(f"{path}: not a usable snapshot of this run ({str(exc)[:200]}); {SNAPSHOT_HELP}") from None
     return state, arrays
 
 
@@ -143,16 +162,20 @@ class TFTrainer:
         self._forward = forward_fn(self.model)
         locref_weight = float(cfg.train.locref_weight)
         model, opt, variables = self.model, self.opt, self.model.trainable_variables
+        heads, multi = getattr(self.model, "heads", {}), cfg.multi
 
         @tf.function
-        def train_step(batch: dict[str, Any]) -> tuple[Any, Any]:
+        def train_step(batch: dict[str, Any]) -> tuple[Any, ...]:
             with tf.GradientTape() as tape:
                 outputs = model(tf.cast(batch["image"], tf.float32), training=True)
-                heat_loss, loc_loss = losses(outputs, batch, locref_weight)
-                total = heat_loss + loc_loss  # inside the tape, or it records no path to the weights
+                terms = list(losses(outputs[:2], batch, locref_weight))
+                if heads:
+                    terms += multi_losses(extra_layout(outputs[2:], heads), batch, multi.paf_weight,
+                                          multi.identity_weight)
+                total = tf.add_n(terms)  # inside the tape, or it records no path to the weights
             grads = tape.gradient(total, variables)
             opt.apply_gradients(zip(grads, variables))
-            return heat_loss, loc_loss
+            return tuple(terms)
 
         self._train_step = train_step
 
@@ -162,16 +185,16 @@ class TFTrainer:
     def has_snapshot(self, name: str) -> bool:
         return self.path(name).is_file()
 
-    def step(self, batch: dict[str, np.ndarray], lr: float) -> tuple[float, float]:
+    def step(self, batch: dict[str, np.ndarray], lr: float) -> tuple[float, ...]:
         self.opt.learning_rate = lr
         with device_scope(self.device):
-            heat_loss, loc_loss = self._train_step({k: batch[k] for k in TARGET_KEYS})
-        return float(heat_loss), float(loc_loss)
+            terms = self._train_step({k: batch[k] for k in TARGET_KEYS if k in batch})
+        return tuple(float(t) for t in terms)
 
-    def forward(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, frames: np.ndarray) -> tuple[np.ndarray, ...]:
         with device_scope(self.device):
-            heat, loc = self._forward(tf.constant(frames))
-        return heat.numpy(), loc.numpy()
+            out = self._forward(tf.constant(frames))
+        return tuple(t.numpy() for t in out)
 
     def save(self, name: str, state: dict[str, Any]) -> None:
         save_snapshot(self.path(name), self.model, self.opt, state)
