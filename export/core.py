@@ -7,13 +7,15 @@ and refused when their test error grows by more than a stated bound.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import onnx
@@ -31,6 +33,7 @@ from posezoo.training.run import Run, backend_module, load_run
 PARITY_TOLERANCE_PX = 0.5
 VARIANT_BOUNDS_PX = {"fp16": 0.2, "int8": 0.5}
 PARITY_FRAMES = 16
+STAGING_PREFIX = ".posezoo-export-"
 _CONVERTERS = {"torch": "posezoo.export.torch_onnx", "tf": "posezoo.export.tf_onnx"}
 
 
@@ -48,16 +51,16 @@ class Exported:
 
 
 def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: bool = False,
-           fp16: bool = False, int8: bool = False, force: bool = False, snapshot: str = "best",
-           tolerance_px: float = PARITY_TOLERANCE_PX, progress: Callable[[str], None] = print) -> Exported:
+           fp16: bool = False, int8: bool = False, force: bool = False, overwrite: bool = False,
+           snapshot: str = "best", tolerance_px: float = PARITY_TOLERANCE_PX,
+           progress: Callable[[str], None] = print) -> Exported:
+    """Export a training run; an existing ``output`` (or variant) is replaced only with ``overwrite``."""
     run = load_run(run_dir)
     output = Path(output) if output else run.path / "exports" / "model.onnx"
-    if output.suffix != ".onnx":
-        raise ValueError(f"--output must end in .onnx, got {output}")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    check_output(output, [n for n, wanted in (("fp16", fp16), ("int8", int8)) if wanted], overwrite)
     backend_module(run.backend)  # a missing framework is named with the extra to install
     spec = run.spec
-    with tempfile.TemporaryDirectory(prefix=".posezoo-export-", dir=output.parent) as tmpdir:
+    with staging_dir(output.parent) as tmpdir:
         raw = Path(tmpdir) / "raw.onnx"
         framework, weights_sha, versions = _write_graph(run, snapshot, spec, raw, heatmaps)
         if heatmaps:
@@ -92,7 +95,7 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
             from .variants import calibration_frames, make_variant
 
             progress(f"{name}: converting" + (" (calibrating on the project's training frames)" if name == "int8" else ""))
-            target = output.with_name(f"{output.stem}.{name}.onnx")
+            target = variant_path(output, name)
             vmodel = make_variant(name, output, calibration_frames(run), Path(tmpdir))
             vspec = Spec.from_dict(spec.to_dict())
             vspec.provenance["precision"] = name
@@ -111,6 +114,45 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
             variants[name] = target
             progress(f"wrote {target} (test rmse {test_v.get('rmse'):.2f} px, change {change:+.3f} px)")
     return Exported(output, spec, variants)
+
+
+def check_output(output: Path, variants: list[str], overwrite: bool) -> None:
+    """Refuse a wrong name, or replacing a model (or a variant beside it) unless ``overwrite``."""
+    if output.suffix != ".onnx":
+        raise ValueError(f"--output must end in .onnx, got {output}")
+    targets = [output] + [variant_path(output, name) for name in variants]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose "
+                              "another --output")
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+
+def variant_path(output: Path, name: str) -> Path:
+    """Where the ``name`` variant of ``output`` goes: ``model.int8.onnx`` beside ``model.onnx``."""
+    return output.with_name(f"{output.stem}.{name}.onnx")
+
+
+@contextlib.contextmanager
+def staging_dir(folder: Path) -> Iterator[str]:
+    """A temporary folder beside the output (renames stay on one file system), named with this
+    process's id, after removing the ones left by exports that were killed."""
+    for stale in folder.glob(f"{STAGING_PREFIX}*"):
+        pid = stale.name[len(STAGING_PREFIX):].split("-")[0]
+        if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=folder) as tmpdir:
+        yield tmpdir
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def check_parity(framework: Poses, runtime: Poses, tolerance_px: float) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None
         run_dir = train(project_dir, backend=backend, output=output_dir / "run", **opts)
         print(f"   run directory: {run_dir}")
     with _step("3/6 export to ONNX with the parity gate", timings):
-        exported = export(run_dir, output_dir / "model.onnx", progress=lambda m: print(f"   {m}"))
+        exported = export(run_dir, output_dir / "model.onnx", overwrite=True, progress=lambda m: print(f"   {m}"))
         parity = exported.spec.provenance["parity"]
         print(f"   parity: max {parity['max_px_diff']:.4f} px over {parity['n_frames']} frames (tolerance "
               f"{parity['tolerance_px']} px)")

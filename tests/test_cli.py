@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from onnx_models import make_pose_onnx, paint_dots
+from posezoo.runtime.spec import SCHEMA_VERSION
 
 POSEZOO = [sys.executable, "-m", "posezoo.runtime.cli"]
 
@@ -32,7 +33,7 @@ def test_inspect_human_and_json(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "keypoints    3: red, green, blue" in out.stdout and "graph in" in out.stdout
     spec = json.loads(run("inspect", str(model), "--json").stdout)
-    assert spec["keypoints"] == ["red", "green", "blue"] and spec["schema_version"] == "1.0"
+    assert spec["keypoints"] == ["red", "green", "blue"] and spec["schema_version"] == SCHEMA_VERSION
 
 
 def test_predict_writes_dlc_table(tmp_path):

@@ -20,7 +20,7 @@ from posezoo.runtime import PoseModel
 from posezoo.runtime.cli import main
 from posezoo.runtime.io import load_poses
 from posezoo.runtime.decode import VideoError, indexed_frames, open_video
-from posezoo.runtime.spec import InputSpec, PreprocessSpec
+from posezoo.runtime.spec import SCHEMA_VERSION, InputSpec, PreprocessSpec
 from posezoo.runtime.video import FrameLossWarning, analyze_video, load_meta, meta_path, result_path, scorer_name
 
 SCORER = "DLC_posezoo_brightest-pixel"
@@ -52,7 +52,7 @@ def test_analyze_matches_truth_and_writes_dlc_layout(model_path, dots, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, meta_path(out).name]  # no partial left
     meta = load_meta(out)
     assert meta["model"]["sha256"] == hashlib.sha256(model_path.read_bytes()).hexdigest()
-    assert meta["model"]["spec_schema_version"] == "1.0" and meta["model"]["name"] == "brightest-pixel"
+    assert meta["model"]["spec_schema_version"] == SCHEMA_VERSION and meta["model"]["name"] == "brightest-pixel"
     assert (meta["frames_written"], meta["frames_read"], meta["corrupt_frames"], meta["missing_frames"]) == (50, 50, 0, 0)
     assert meta["video"]["fps"] == 25.0 and meta["video"]["frame_count"] == 50
     assert meta["batch_size"] == 4 and meta["device"] == "cpu" and meta["timing"]["frames_per_second"] > 0

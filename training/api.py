@@ -9,7 +9,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .loop import final_metrics, fit
-from .run import Run, backend_module, create_run, load_run
+from .run import Run, backend_module, create_run, discard_run, load_run
 
 # Friendly keyword overrides -> dotted config keys.
 _ALIASES = {"model": "model.name", "epochs": "train.epochs", "batch_size": "train.batch_size",
@@ -59,6 +59,16 @@ def train(project: str | Path | None = None, *, backend: str | None = None, outp
             cfg = cfg.with_overrides({"targets.stride": stride})
         run = create_run(project, cfg, output)
         _write_spec(run)
+        try:
+            fit(run, resume=resume, progress=progress)
+        except BaseException:
+            # A run that failed before its first snapshot (an unreadable image, say) holds nothing
+            # worth resuming: remove it, so the corrected command can run into the same --output.
+            if not any(run.snapshots.glob("last.*")):
+                discard_run(run)
+            raise
+        final_metrics(run)
+        return run.path
     fit(run, resume=resume, progress=progress)
     final_metrics(run)
     return run.path

@@ -66,8 +66,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from posezoo.runtime.metrics import to_jsonable
     from posezoo.training.project import evaluation_split, load_project
 
-    project = load_project(args.project)
     model = load_model(args.model, args)
+    project = load_project(args.project)
     missing = [k for k in model.keypoints if k not in project.keypoints]
     if missing:
         raise CommandError(f"{args.project}: the project has no bodyparts {missing} of model {model.name} "

@@ -52,8 +52,13 @@ def _print_metrics(run_dir: Path) -> None:
     for split in ("train", "test"):
         m = metrics.get(split) or {}
         if m:
-            print(f"{split:>5}: rmse {m['rmse']:.2f} px  rmse_pcutoff {m['rmse_pcutoff']:.2f} px  "
-                  f"mAP {m['mAP']:.1f}  mAR {m['mAR']:.1f}  ({m['n_images']} images)")
+            print(f"{split:>5}: rmse {_num(m['rmse'])} px  rmse_pcutoff {_num(m['rmse_pcutoff'])} px  "
+                  f"mAP {_num(m['mAP'], 1)}  mAR {_num(m['mAR'], 1)}  ({m['n_images']} images)")
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    """A metric as JSON gives it back: null where it is undefined (no keypoint above pcutoff)."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -65,7 +70,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from posezoo.export import export
 
     result = export(args.run, args.output, heatmaps=args.heatmaps, fp16=args.fp16, int8=args.int8,
-                    force=args.force, snapshot=args.snapshot, tolerance_px=args.tolerance)
+                    force=args.force, overwrite=args.overwrite, snapshot=args.snapshot, tolerance_px=args.tolerance)
     print(f"exported {result.path}" + "".join(f"\n         {p}" for p in result.variants.values()))
     print(f"inspect: posezoo inspect {result.path}")
     return 0
@@ -109,6 +114,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--fp16", action="store_true", help="also write an fp16 variant (for GPUs)")
     p.add_argument("--int8", action="store_true", help="also write a static int8 variant (fast on CPUs)")
     p.add_argument("--force", action="store_true", help="write variants even if they lose accuracy beyond the bound")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file (and its variants)")
     p.add_argument("--snapshot", default="best", choices=["best", "last"], help="which snapshot (default best)")
     p.add_argument("--tolerance", type=float, default=0.5, metavar="PX",
                    help="parity gate: maximum keypoint difference in pixels (default 0.5)")

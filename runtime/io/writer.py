@@ -92,8 +92,12 @@ class ResultsWriter:
         df = Poses(chunk.coords, chunk.keypoints, chunk.individuals, unique=chunk.unique,
                    unique_keypoints=chunk.unique_keypoints, frame_indices=rows, scorer=self.layout.scorer,
                    kind=self.layout.kind).to_dataframe()
-        self._store.append(DLC_KEY, df, format="table", index=False, expectedrows=self._expected)
-        self._store.flush()
+        try:
+            self._store.append(DLC_KEY, df, format="table", index=False, expectedrows=self._expected)
+            self._store.flush()
+        except Exception as exc:  # PyTables wraps ENOSPC/EFBIG in its own HDF5 errors
+            raise OSError(f"{self.partial_path}: cannot write results ({_first_line(exc)}); is the disk full? "
+                          "Free space and run again: the analysis resumes from the last written frame") from None
         self.frames_written += len(chunk)
 
     def close(self) -> Path:
@@ -106,6 +110,7 @@ class ResultsWriter:
             if self.frames_written:
                 store.create_table_index(DLC_KEY)  # as DataFrame.to_hdf(format="table") does
             store.close()
+            self._verify()
             if not self.frames_written:  # nothing appended: still leave a readable empty table
                 write_dlc(self.layout, self.partial_path.with_suffix(".h5"))
                 os.replace(self.partial_path.with_suffix(".h5"), self.partial_path)
@@ -118,6 +123,21 @@ class ResultsWriter:
             # writer can close it again.
             self._done = True
         return self.path
+
+    def _verify(self) -> None:
+        """Read the closed partial back: HDF5 can lose buffered writes on a full disk without an
+        error, and a short table must never be renamed into place as if it were complete."""
+        try:
+            with pd.HDFStore(self.partial_path, mode="r") as store:
+                rows = int(store.get_storer(DLC_KEY).nrows) if self.frames_written else self.frames_written
+                if self.frames_written:
+                    store.select(DLC_KEY, start=rows - 1, stop=rows)  # the last row really is there
+        except Exception as exc:
+            raise OSError(f"{self.partial_path}: the results could not be written completely ({_first_line(exc)}); "
+                          "is the disk full? Free space and run again") from None
+        if rows != self.frames_written:
+            raise OSError(f"{self.partial_path}: {rows} of {self.frames_written} result rows reached the disk; is "
+                          "the disk full? Free space and run again")
 
     def abort(self) -> None:
         """Stop and delete the partial file; ``path`` is left untouched."""
@@ -140,6 +160,11 @@ class ResultsWriter:
             self._release()  # the flushed partial stays for a resume
         else:
             self.abort()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def set_aside_unreadable(partial: str | os.PathLike[str]) -> Path | None:
