@@ -24,6 +24,8 @@ from posezoo.training.api import train
 from posezoo.training.project import load_project
 from posezoo.training.run import load_run
 from posezoo.training.synthetic import VIDEO_NAME, load_video_truth, make_project
+from posezoo.training.synthetic_multi import VIDEO_NAME as MULTI_VIDEO
+from posezoo.training.synthetic_multi import load_multi_truth, make_multi_project
 
 from .core import export
 
@@ -43,13 +45,19 @@ def _step(title: str, timings: dict[str, float]) -> Iterator[None]:
     print(f"   done in {timings[title]:.1f} s", flush=True)
 
 
-def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None) -> dict[str, Any]:
-    """Run every step into ``output_dir`` (an earlier demo there is replaced); returns the figures."""
+def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None, animals: int = 1) -> dict[str, Any]:
+    """Run every step into ``output_dir`` (an earlier demo there is replaced); returns the figures.
+    ``animals`` > 1 runs the multi-animal pipeline (bottom-up model, assembly) on that many mice."""
     output_dir = output_dir.resolve()
     timings: dict[str, float] = {}
     with _step("1/6 synthetic DeepLabCut project and video", timings):
-        project_dir = make_project(output_dir / "synthetic-mouse", overwrite=True, **DEMO_PROJECT)
-        video = project_dir / "videos" / f"{VIDEO_NAME}.mp4"
+        if animals > 1:
+            project_dir = make_multi_project(output_dir / "synthetic-mouse", animals=animals, overwrite=True,
+                                             **DEMO_PROJECT)
+            video = project_dir / "videos" / f"{MULTI_VIDEO}.mp4"
+        else:
+            project_dir = make_project(output_dir / "synthetic-mouse", overwrite=True, **DEMO_PROJECT)
+            video = project_dir / "videos" / f"{VIDEO_NAME}.mp4"
         print(f"   {project_dir} ({DEMO_PROJECT['n_frames']} labeled frames, {video.name}: "
               f"{DEMO_PROJECT['video_frames']} frames)")
     with _step(f"2/6 train ({backend}, {DEMO_TRAIN['model']})", timings):
@@ -71,21 +79,41 @@ def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None
         project = load_project(project_dir)
         test = list(run.split.test)
         metrics, _ = evaluate_model(model, [project.load_image(i) for i in test], project.labels[test])
-        print(format_metrics(metrics, model.keypoints, title="   test split"))
+        print(format_metrics(metrics, metrics["keypoints"], title="   test split"))
     with _step("6/6 labeled video and plots", timings):
         poses = load_poses(h5)
-        labeled = label_video(poses, video, output_dir / "analysis" / f"{VIDEO_NAME}_labeled.mp4",
+        labeled = label_video(poses, video, output_dir / "analysis" / f"{video.stem}_labeled.mp4",
                               pcutoff=model.spec.pcutoff, skeleton=model.spec.skeleton, progress=False)
         plots = plot_poses(poses, output_dir / "analysis" / "plots", title=h5.name)
         print(f"   {labeled}\n   plots: {', '.join(p.name for p in plots)}")
 
-    truth = load_video_truth(project_dir).xy
-    error = np.linalg.norm(poses.xy - truth, axis=-1)[:, 0]
-    per_kp = np.nanmean(error, axis=0)
+    truth = (load_multi_truth(project_dir) if animals > 1 else load_video_truth(project_dir)).xy
+    error = _matched_error(poses.xy, truth)
+    per_kp = np.nanmean(error, axis=(0, 1))
     print("\n== result")
+    found = f", {np.isfinite(error).any(-1).sum()} of {np.isfinite(truth).all(-1).any(-1).sum()} animals found" \
+        if animals > 1 else ""
     print(f"   video error against the known truth: mean {np.nanmean(error):.2f} px, median "
-          f"{np.nanmedian(error):.2f} px over {len(truth)} frames x {truth.shape[2]} keypoints")
+          f"{np.nanmedian(error):.2f} px over {len(truth)} frames x {truth.shape[2]} keypoints{found}")
     print("   per keypoint: " + ", ".join(f"{k} {e:.2f}" for k, e in zip(model.keypoints, per_kp)))
     print(f"   total {sum(timings.values()):.0f} s; outputs in {output_dir}")
     return {"video_error_px": float(np.nanmean(error)), "test": metrics, "timings": timings,
             "model": str(exported.path), "results": str(h5)}
+
+
+def _matched_error(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(frames, animals, K) pixel error of each true animal's keypoints to the predicted animal it
+    is paired with in its frame (Hungarian on mean distance: rows carry no identity before
+    tracking); NaN where the animal or keypoint was not found."""
+    from scipy.optimize import linear_sum_assignment
+
+    out = np.full(truth.shape[:3], np.nan)
+    for f in range(len(truth)):
+        d = np.linalg.norm(truth[f, :, None] - pred[f, None], axis=-1)  # (true, predicted, K)
+        both = np.isfinite(d)
+        cost = np.where(both.any(-1), np.where(both, d, 0).sum(-1) / np.maximum(both.sum(-1), 1), 1e6)
+        rows, cols = linear_sum_assignment(cost)
+        for r, c in zip(rows, cols):
+            if cost[r, c] < 1e6:
+                out[f, r] = d[r, c]
+    return out

@@ -40,13 +40,53 @@ def make_variant(name: str, fp32_path: Path, calibration: Sequence[np.ndarray], 
     raise ValueError(f"unknown variant {name!r} (fp16 or int8)")
 
 
+def is_multi_animal(model: onnx.ModelProto) -> bool:
+    return any(out.name == "candidates" for out in model.graph.output)
+
+
 def fp16(fp32_path: Path) -> onnx.ModelProto:
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     model = onnx.load(fp32_path)
     # Keep uint8 frames in and float32 keypoints out; decode ops stay fp32 for exact coordinates.
     block = list(DEFAULT_OP_BLOCK_LIST) + ["ArgMax", "ReduceMax", "GatherElements", "Sigmoid", "Div", "Mod"]
+    if is_multi_animal(model):
+        return convert_float_to_float16(model, keep_io_types=True, op_block_list=block,
+                                        node_block_list=decode_nodes(model))
     return convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+
+
+def decode_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes after the network proper: everything downstream of the head
+    convolutions (the last convolutions before the outputs), i.e. the in-graph decoding."""
+    graph = model.graph
+    for i, node in enumerate(graph.node):  # quantization and fp16 conversion need names
+        if not node.name:
+            node.name = f"posezoo_node_{i}"
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    convs = {"Conv", "ConvTranspose"}
+
+    def downstream(start: onnx.NodeProto) -> list[onnx.NodeProto]:
+        seen, stack, out = {start.name}, [start], []
+        while stack:
+            for name in stack.pop().output:
+                for nxt in consumers.get(name, []):
+                    if nxt.name not in seen:
+                        seen.add(nxt.name)
+                        stack.append(nxt)
+                        out.append(nxt)
+        return out
+
+    decode: set[str] = set()
+    for node in graph.node:
+        if node.op_type in convs:
+            after = downstream(node)
+            if not any(n.op_type in convs for n in after):  # a head convolution
+                decode.update(n.name for n in after)
+    return sorted(decode)
 
 
 def quantize_int8(fp32_path: Path, calibration: Sequence[np.ndarray], workdir: Path, *, quant_format: str = "qdq",
@@ -78,9 +118,14 @@ def quantize_int8(fp32_path: Path, calibration: Sequence[np.ndarray], workdir: P
     del stripped.metadata_props[:]
     onnx.save(stripped, workdir / "int8-src.onnx")
     quant_pre_process(str(workdir / "int8-src.onnx"), str(prepped), skip_symbolic_shape=True)
+    # A multi-animal graph's decoding (peak max-pool, affinity sums) must stay float.
+    prepped_model = onnx.load(prepped)
+    exclude = decode_nodes(prepped_model) if is_multi_animal(prepped_model) else []
+    if exclude:
+        onnx.save(prepped_model, prepped)
     quantize_static(str(prepped), str(quantized), Reader(),
                     quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
                     activation_type=QuantType.QUInt8 if activations == "u8" else QuantType.QInt8,
-                    weight_type=QuantType.QInt8, per_channel=True,
+                    weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=exclude,
                     op_types_to_quantize=INT8_OPS, extra_options={"ActivationSymmetric": False})
     return onnx.load(quantized)

@@ -18,13 +18,16 @@ Definitions (DeepLabCut 3, ``deeplabcut/core/metrics``):
   the mean of its valid keypoint scores. Every prediction counts (no ``maxDets`` cap).
 - RMSE (despite the name, DeepLabCut's mean Euclidean error in pixels): single animal pairs
   the prediction with the ground truth directly; several animals are paired by greedy OKS
-  matching (OKS > 1e-6), and unmatched predictions are left out.
+  matching (OKS > 1e-6), and unmatched predictions are left out. Unique keypoints (one per
+  frame) are paired directly and pooled into ``rmse`` and ``rmse_pcutoff``, as DeepLabCut does.
 
-Deliberate choice: matching follows pycocotools exactly (a prediction takes the best
-ground-truth animal *still unmatched* whose OKS reaches the threshold). DeepLabCut's own
-greedy matcher instead skips a prediction whose single best animal is already taken; the two
-agree except in crowded images, and the pycocotools rule is the one DeepLabCut documents.
-RMSE matching uses ``oks_sigma`` (DeepLabCut hard-codes 0.1, which is also our default).
+Greedy matching, predictions in descending score order, is DeepLabCut's
+(``deeplabcut/core/metrics/matching.py``, ``match_greedy_oks``) by default: a prediction takes
+its single best animal (highest OKS, the first on ties) if that animal is still free and the
+OKS reaches the threshold, and stays unmatched otherwise. ``matching="coco"`` is pycocotools'
+rule instead (a prediction takes the best animal *still free* whose OKS reaches the
+threshold, the last on ties); the two agree except in crowded images. RMSE matching uses
+``oks_sigma`` (DeepLabCut hard-codes 0.1, which is also our default).
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 #: DeepLabCut pairs predictions with animals for RMSE whenever their OKS is non-zero.
 RMSE_MATCH_OKS = 1e-6
+MATCHING_RULES = ("deeplabcut", "coco")
 #: Upper bound on elements of one (images, predictions, animals, keypoints) OKS block.
 _OKS_BLOCK_ELEMENTS = 1 << 22
 
@@ -53,6 +57,7 @@ def evaluate_keypoints(
     oks_sigma: float | Sequence[float] | np.ndarray = 0.1,
     pck_thresholds: Iterable[float] = (5.0, 10.0),
     single_animal: bool | None = None,
+    matching: str = "deeplabcut",
 ) -> dict[str, Any]:
     """All keypoint metrics of ``pred`` against ``gt``, as a JSON-serialisable dict.
 
@@ -67,6 +72,7 @@ def evaluate_keypoints(
         pck_thresholds: pixel distances for PCK.
         single_animal: pair the one prediction with the one animal directly (True) or match
             by OKS (False). None chooses direct pairing when both have exactly one.
+        matching: "deeplabcut" (default) or "coco": the greedy matching rule (module docstring).
 
     Returns:
         ``rmse``, ``rmse_pcutoff``, ``mAP``, ``mAR`` (floats, NaN when undefined, e.g. no
@@ -83,12 +89,14 @@ def evaluate_keypoints(
     if any(not math.isfinite(t) or t < 0 for t in thresholds):
         raise ValueError(f"pck_thresholds must be finite and >= 0, got {thresholds}")
     single = _single_animal(gt_a, pred_a, single_animal)
+    if matching not in MATCHING_RULES:
+        raise ValueError(f"matching must be one of {MATCHING_RULES}, got {matching!r}")
 
-    errors, scores = _matched_errors(gt_a, pred_a, sigmas, single)
+    errors, scores = _matched_errors(gt_a, pred_a, sigmas, single, matching)
     finite = np.isfinite(errors)
     keep = finite if pcutoff is None else finite & (scores >= float(pcutoff))
     n_labeled = int(np.isfinite(gt_a).all(-1).sum())
-    m_ap, m_ar = _coco_map_mar(gt_a, pred_a, sigmas)
+    m_ap, m_ar = _coco_map_mar(gt_a, pred_a, sigmas, matching)
 
     return to_jsonable({
         "rmse": _masked_mean(errors, finite),
@@ -114,24 +122,50 @@ def evaluate_poses(
     pcutoff: float | None = None,
     oks_sigma: float | Sequence[float] | np.ndarray = 0.1,
     pck_thresholds: Iterable[float] = (5.0, 10.0),
+    matching: str = "deeplabcut",
 ) -> dict[str, Any]:
     """:func:`evaluate_keypoints` of predicted against labeled `Poses` of the same frames.
 
     Keypoints are matched by name (the metrics and their per-keypoint lists follow ``gt``'s
     order; every labeled keypoint must be predicted); a single unnamed animal on both sides is
-    paired directly, anything else is matched by OKS. Adds ``keypoints`` to the result.
+    paired directly, anything else is matched by OKS. Unique keypoints labeled in ``gt`` and
+    predicted are paired directly and pooled into ``rmse`` / ``rmse_pcutoff`` (DeepLabCut's
+    ``compute_rmse``); their own figures are ``rmse_unique`` / ``rmse_pcutoff_unique`` and they
+    close the per-keypoint lists. Adds ``keypoints`` (the names those lists follow).
     """
     if len(gt) != len(pred):
         raise ValueError(f"{len(pred)} predicted frames for {len(gt)} labeled ones")
     missing = [k for k in gt.keypoints if k not in pred.keypoints]
     if missing:
         raise ValueError(f"the predictions have no keypoints {missing} (they have {pred.keypoints})")
-    pred = pred.select(keypoints=gt.keypoints)
+    unique = [k for k in gt.unique_keypoints if k in pred.unique_keypoints]
+    pred = pred.select(keypoints=gt.keypoints + unique)
     single = gt.single_animal and pred.single_animal
     metrics = evaluate_keypoints(gt.xy, pred.coords, pcutoff=pcutoff, oks_sigma=oks_sigma,
-                                 pck_thresholds=pck_thresholds, single_animal=True if single else None)
+                                 pck_thresholds=pck_thresholds, single_animal=True if single else None,
+                                 matching=matching)
     metrics["keypoints"] = list(gt.keypoints)
+    if unique and gt.unique is not None and pred.unique is not None:
+        _pool_unique(metrics, gt.select(keypoints=unique).unique, pred.unique, pcutoff)  # type: ignore[arg-type]
+        metrics["keypoints"] += unique
     return metrics
+
+
+def _pool_unique(metrics: dict[str, Any], gt: np.ndarray, pred: np.ndarray, pcutoff: float | None) -> None:
+    """Add unique keypoints (frames, U, 3), paired directly, to the RMSE figures in place."""
+    xy = _valid_xy(pred[:, None])[:, 0]
+    errors = np.linalg.norm(xy - gt[..., :2], axis=-1)  # (frames, U), NaN where unlabeled or missing
+    finite = np.isfinite(errors)
+    keep = finite if pcutoff is None else finite & (np.nan_to_num(pred[..., 2], nan=-1.0) >= float(pcutoff))
+    for key, count, mask in (("rmse", "n_keypoints_matched", finite), ("rmse_pcutoff", "n_keypoints_pcutoff", keep)):
+        n_a, n_u = metrics[count], int(mask.sum())
+        total = (metrics[key] * n_a if n_a else 0.0) + float(errors[mask].sum())
+        metrics[f"{key}_unique"] = _masked_mean(errors, mask)
+        metrics[key] = total / (n_a + n_u) if n_a + n_u else math.nan
+        metrics[count] = n_a + n_u
+        name = "per_keypoint_rmse" if key == "rmse" else "per_keypoint_rmse_pcutoff"
+        metrics[name] = list(metrics[name]) + to_jsonable(_masked_mean(errors, mask, axis=0))
+    metrics["n_keypoints_labeled"] += int(np.isfinite(gt[..., :2]).all(-1).sum())
 
 
 def pck(
@@ -148,7 +182,7 @@ def pck(
     """
     gt_a, pred_a = _as_arrays(gt, pred)
     sigmas = _sigmas(oks_sigma, gt_a.shape[2])
-    errors, _ = _matched_errors(gt_a, pred_a, sigmas, _single_animal(gt_a, pred_a, single_animal))
+    errors, _ = _matched_errors(gt_a, pred_a, sigmas, _single_animal(gt_a, pred_a, single_animal), "deeplabcut")
     n_labeled = int(np.isfinite(gt_a).all(-1).sum())
     return _pck_fraction(errors, np.isfinite(errors), float(threshold), n_labeled)
 
@@ -282,14 +316,16 @@ def _rank_predictions(pred: np.ndarray, min_valid: int) -> tuple[np.ndarray, np.
             np.take_along_axis(usable, order, axis=1))
 
 
-def _greedy_match(oks: np.ndarray, usable: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """COCO greedy matching for every threshold at once.
+def _greedy_match(oks: np.ndarray, usable: np.ndarray, thresholds: np.ndarray,
+                  rule: str = "deeplabcut") -> np.ndarray:
+    """Greedy matching for every threshold at once.
 
     ``oks`` is ``(I, P, A)`` with predictions already in descending score order per image.
     Returns ``(T, I, P)`` matched animal index, -1 for unmatched. Each prediction in turn
-    takes the highest-OKS animal not yet taken whose OKS reaches the threshold (the last such
-    animal on exact ties, as pycocotools does). Loops over prediction rank only; images and
-    thresholds are vectorised.
+    takes ("deeplabcut") its highest-OKS animal (the first on ties) when that one is free and
+    reaches the threshold, or ("coco") the highest-OKS animal not yet taken whose OKS reaches
+    the threshold (the last such animal on exact ties, as pycocotools does). Loops over
+    prediction rank only; images and thresholds are vectorised.
     """
     n_img, n_pred, n_anim = oks.shape
     match = np.full((len(thresholds), n_img, n_pred), -1, dtype=np.int64)
@@ -298,6 +334,17 @@ def _greedy_match(oks: np.ndarray, usable: np.ndarray, thresholds: np.ndarray) -
     sim = np.where(np.isnan(oks), -np.inf, oks)
     thr = np.minimum(thresholds, 1 - 1e-10)[:, None, None]
     taken = np.zeros((len(thresholds), n_img, n_anim), dtype=bool)
+    if rule == "deeplabcut":
+        images = np.arange(n_img)
+        for r in range(n_pred):
+            best = np.argmax(sim[:, r, :], -1)  # (I,): the prediction's own best animal
+            value = sim[images, r, best]
+            free = ~taken[:, images, best]  # (T, I)
+            hit = free & (value[None] >= thr[..., 0]) & usable[None, :, r] & np.isfinite(value)[None]
+            match[:, :, r] = np.where(hit, best[None], -1)
+            t_idx, i_idx = np.nonzero(hit)
+            taken[t_idx, i_idx, best[i_idx]] = True
+        return match
     for r in range(n_pred):
         cand = (sim[None, :, r, :] >= thr) & ~taken & usable[None, :, r, None]
         best = n_anim - 1 - np.argmax(np.where(cand, sim[None, :, r, :], -np.inf)[..., ::-1], -1)
@@ -309,7 +356,7 @@ def _greedy_match(oks: np.ndarray, usable: np.ndarray, thresholds: np.ndarray) -
 
 
 def _matched_errors(gt: np.ndarray, pred: np.ndarray, sigmas: np.ndarray,
-                    single: bool) -> tuple[np.ndarray, np.ndarray]:
+                    single: bool, rule: str) -> tuple[np.ndarray, np.ndarray]:
     """Pixel errors and predicted scores ``(pairs, K)`` of matched keypoints (NaN = none)."""
     xy = _valid_xy(pred)
     if single:
@@ -317,20 +364,20 @@ def _matched_errors(gt: np.ndarray, pred: np.ndarray, sigmas: np.ndarray,
     order, _, usable = _rank_predictions(pred, min_valid=1)
     xy_ranked = np.take_along_axis(xy, order[..., None, None], axis=1)
     score_ranked = np.take_along_axis(pred[..., 2], order[..., None], axis=1)
-    match = _greedy_match(_oks(gt, xy_ranked, sigmas), usable, np.array([RMSE_MATCH_OKS]))[0]
+    match = _greedy_match(_oks(gt, xy_ranked, sigmas), usable, np.array([RMSE_MATCH_OKS]), rule)[0]
     img, rank = np.nonzero(match >= 0)
     errors = np.linalg.norm(xy_ranked[img, rank] - gt[img, match[img, rank]], axis=-1)
     return errors, score_ranked[img, rank]
 
 
-def _coco_map_mar(gt: np.ndarray, pred: np.ndarray, sigmas: np.ndarray) -> tuple[float, float]:
+def _coco_map_mar(gt: np.ndarray, pred: np.ndarray, sigmas: np.ndarray, rule: str) -> tuple[float, float]:
     """COCO keypoint mAP and mAR (x100) over :data:`OKS_THRESHOLDS`."""
     n_gt = int((np.isfinite(gt).all(-1).sum(-1) >= 2).sum())
     if n_gt == 0:
         return math.nan, math.nan
     order, score, usable = _rank_predictions(pred, min_valid=2)
     xy_ranked = np.take_along_axis(_valid_xy(pred), order[..., None, None], axis=1)
-    match = _greedy_match(_oks(gt, xy_ranked, sigmas), usable, OKS_THRESHOLDS)
+    match = _greedy_match(_oks(gt, xy_ranked, sigmas), usable, OKS_THRESHOLDS, rule)
     flat_usable = usable.reshape(-1)
     if not flat_usable.any():
         return 0.0, 0.0

@@ -109,18 +109,30 @@ def test_multi_animal_rmse_matches_predictions_to_the_right_animal():
     assert res["mAR"] == pytest.approx(100.0)
 
 
-def test_crowded_match_takes_best_free_animal_like_pycocotools():
-    """The second prediction's best animal is taken; it still matches the other one."""
+def _crowded() -> tuple[np.ndarray, np.ndarray]:
     first = _two_animals()[0, 0]
     gt = np.stack([first, first + (0.5, 0.0)])[None]  # two animals almost on top
     pred = np.stack([_pred_from(first, score=0.9),
                      _pred_from(first + (0.1, 0.0), score=0.8)])[None]
     oks = object_keypoint_similarity(gt, pred)[0]
-    assert oks[1, 0] > oks[1, 1] > 0.95  # prediction 1 prefers animal 0 ...
-    res = evaluate_keypoints(gt, pred)
-    # ... which prediction 0 took; DeepLabCut's matcher would leave it unmatched (mAR 50)
+    assert oks[1, 0] > oks[1, 1] > 0.95  # prediction 1 prefers animal 0, which prediction 0 takes
+    return gt, pred
+
+
+def test_crowded_match_takes_best_free_animal_like_pycocotools():
+    """matching="coco": the second prediction's best animal is taken; it matches the other one."""
+    res = evaluate_keypoints(*_crowded(), matching="coco")
     assert res["mAP"] == pytest.approx(100.0) and res["mAR"] == pytest.approx(100.0)
     assert res["rmse"] == pytest.approx((0.0 + 0.4) / 2)
+
+
+def test_crowded_match_skips_a_taken_best_animal_like_deeplabcut():
+    """The default, DeepLabCut's match_greedy_oks: the second prediction's own best animal is
+    taken, so it stays unmatched. By hand: ranked TP, FP -> precision 1 up to recall 0.5 (51 of
+    the 101 recall points), 0 beyond; recall 0.5 at every threshold; RMSE from prediction 0 only."""
+    res = evaluate_keypoints(*_crowded())
+    assert res["mAP"] == pytest.approx(100 * 51 / 101) and res["mAR"] == pytest.approx(50.0)
+    assert res["rmse"] == pytest.approx(0.0) and res["n_keypoints_matched"] == 3
 
 
 def test_unmatched_animal_counts_as_miss_in_pck():
@@ -270,7 +282,7 @@ def _pycocotools_map_mar(gt: np.ndarray, pred: np.ndarray, sigmas: np.ndarray):
 def test_map_mar_agree_with_pycocotools(seed):
     pytest.importorskip("pycocotools")
     gt, pred, sigmas = _random_case(seed)
-    res = evaluate_keypoints(gt, pred, oks_sigma=sigmas)
+    res = evaluate_keypoints(gt, pred, oks_sigma=sigmas, matching="coco")
     ref_map, ref_mar = _pycocotools_map_mar(gt, pred, sigmas)
     assert 0.0 < res["mAP"] < 100.0  # a non-trivial case
     assert res["mAP"] == pytest.approx(ref_map, abs=1e-6)

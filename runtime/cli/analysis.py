@@ -68,7 +68,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, args)
     project = load_project(args.project)
-    missing = [k for k in model.keypoints if k not in project.keypoints]
+    names = model.keypoints + model.spec.unique_keypoints
+    missing = [k for k in names if k not in project.keypoints + project.labels.unique_keypoints]
     if missing:
         raise CommandError(f"{args.project}: the project has no bodyparts {missing} of model {model.name} "
                            f"(project: {project.keypoints})")
@@ -76,11 +77,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     indices = {"test": split.test, "train": split.train, "all": list(range(len(project)))}[args.split]
     if not indices:
         raise CommandError(f"the {args.split} split is empty ({source})")
-    labels = project.labels[indices].select(keypoints=model.keypoints)
+    labels = project.labels[indices].select(keypoints=names)
     pcutoff = args.pcutoff if args.pcutoff is not None else project.pcutoff
     metrics, pred = evaluate_model(model, (project.load_image(i) for i in indices), labels, pcutoff=pcutoff,
                                    batch_size=args.batch_size)
-    print(format_metrics(metrics, model.keypoints,
+    print(format_metrics(metrics, metrics["keypoints"],
                          title=f"{model.name} on {args.project}: {args.split} split, {len(indices)} images"
                                + ("" if args.split == "all" else f" ({source})")))
     if args.json:

@@ -15,7 +15,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.output_dir} exists and is not a posezoo demo folder; choose another --output-dir")
     from posezoo.export.demo import run_demo
 
-    run_demo(args.output_dir, args.backend, args.epochs)
+    if args.animals < 1:
+        raise CommandError(f"--animals must be 1 or more, got {args.animals}")
+    run_demo(args.output_dir, args.backend, args.epochs, animals=args.animals)
     return 0
 
 
@@ -30,4 +32,7 @@ def add_commands(sub: Any) -> None:
                    "(default ./posezoo-demo; an earlier demo there is replaced)")
     p.add_argument("--backend", choices=["torch", "tf"], default="torch", help="training framework (default torch)")
     p.add_argument("--epochs", type=int, help="training epochs (default 150)")
+    p.add_argument("--animals", type=int, default=1,
+                   help="mice per frame (default 1); 2 or more runs the multi-animal pipeline: a bottom-up "
+                        "model with part-affinity fields, assembly in the runtime")
     p.set_defaults(handler=_cmd_demo)
