@@ -318,11 +318,19 @@ class LiveSession:
         layout = model.layout()
         layout.scorer = scorer_name(model.name)
         size = _frame_size(self.source)
-        if self.do_warmup and size is not None:
-            self.pipeline.warmup(*size)
-        if self.record_path is not None and size is not None:
-            self.recorder = VideoRecorder(self.record_path, self.source.fps, (size[1], size[0]))
-        sink = LiveResults(self.output, layout, csv_table=self.csv)
+        try:
+            if self.do_warmup and size is not None:
+                self.pipeline.warmup(*size)
+            if self.record_path is not None and size is not None:
+                self.recorder = VideoRecorder(self.record_path, self.source.fps, (size[1], size[0]))
+            sink = LiveResults(self.output, layout, csv_table=self.csv)
+        except BaseException:  # nothing started: release the camera, the recording and the window
+            if self.recorder is not None:
+                self.recorder._discard()
+            self.source.close()
+            if self.viewer is not None:
+                self.viewer.close()
+            raise
         latencies: list[float] = []
         processed: list[float] = []
         recent: deque[tuple[float, float]] = deque(maxlen=240)  # (done clock, latency ms) for the status
@@ -375,6 +383,11 @@ class LiveSession:
                     bar.set_postfix_str(_status(recent, self.mailbox.dropped), refresh=True)
                     last_status = now
 
+        # The main thread's once-a-second HDF5 append holds the GIL for a few ms; Python lets a
+        # waiting thread take it only every switch interval (5 ms by default), which would land on
+        # the latency of the frame in flight. 0.5 ms bounds that; restored at the end.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, 0.0005))
         try:
             with _stop_on_signals(self):
                 consume()
@@ -388,6 +401,7 @@ class LiveSession:
                 capture.join(timeout=5.0)
                 bar.n = self.captured
                 bar.close()
+                sys.setswitchinterval(interval)
                 report = self._finish(sink, layout, latencies, processed, time.perf_counter() - started,
                                       capture.is_alive())
         return report
