@@ -44,7 +44,7 @@ class TrackerSettings:
     delay: int = 30
     min_keypoints: int = 2
     gap_cost: float = 0.02
-    identity_weight: float = 2.0
+    identity_weight: float = 10.0
 
     def __post_init__(self) -> None:
         if self.delay <= self.max_gap:
@@ -238,7 +238,10 @@ class Tracker:
         gap = max(1, t.start - before.last)
         reach = before.centroid + min(gap, s.max_gap) * before.kalman.x[2:]  # carried on, not forever
         first = _features(t.rows[min(t.rows)])[0] if t.rows else t.centroid
-        return cost + float(np.linalg.norm(reach - first)) / before.scale + s.gap_cost * gap
+        # The longer the gap, the further the animal may have gone: distance counts less (and
+        # never more than a few body sizes), so after a long absence identity votes decide.
+        spread = before.scale * (1.0 + gap / s.max_gap)
+        return cost + min(float(np.linalg.norm(reach - first)) / spread, 5.0) + s.gap_cost * gap
 
     # -- output ------------------------------------------------------------------------------------
     def _emit(self, upto: int | None) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
