@@ -25,6 +25,13 @@ def describe_model(model: PoseModel) -> str:
         "outputs      " + "; ".join(f"{o.name} {o.shape}: {o.meaning}" for o in spec.outputs.values()),
         f"decode       {dec.method}, stride {dec.stride}, offset {dec.offset:g}, locref scale {dec.locref_scale:g}",
     ]
+    if spec.multi is not None:  # a bottom-up multi-animal model: what assembly works with
+        m, a = spec.multi, spec.assembly
+        lines += [f"individuals  {len(m.individuals)}: {', '.join(m.individuals)} (up to {m.max_animals} animals a "
+                  f"frame{', identity head' if m.identity else ''})",
+                  f"unique       {', '.join(m.unique_keypoints) or '(none)'}",
+                  f"paf graph    {len(m.graph)} edges: {', '.join('-'.join(e) for e in m.graph)}",
+                  f"assembly     {m.candidates} candidates per keypoint; " + _short(vars(a) if a else {})]
     for key in ("backend", "framework_versions", "model", "dataset", "train_config_sha256", "weights_sha256",
                 "precision", "created"):
         if key in prov:
