@@ -92,10 +92,11 @@ def live(model, frames: list[np.ndarray], rate: float, seconds: float, crop, fol
     ts = pd.read_csv(rep.timestamps)
     done = ts[ts["analysed"] == 1]
     crops = done["crop_x1"].notna()
+    last = done[crops].iloc[-1] if crops.any() else None
     return {"lat": pct(done["latency_ms"]) if len(done) else (float("nan"),) * 3, "captured": rep.captured,
             "dropped": rep.dropped, "cropped": float(crops.mean()) if len(done) else 0.0,
-            "window": None if not crops.any() else (int(done.loc[crops, "crop_x2"].iloc[-1] - done.loc[crops, "crop_x1"].iloc[-1]),
-                                                      int(done.loc[crops, "crop_y2"].iloc[-1] - done.loc[crops, "crop_y1"].iloc[-1]))}
+            "window": None if last is None else (int(last["crop_x2"] - last["crop_x1"]),
+                                                 int(last["crop_y2"] - last["crop_y1"]))}
 
 
 def main() -> None:
@@ -104,7 +105,8 @@ def main() -> None:
                         help="an exported model (repeat: the default model first, then e.g. ResNet-50)")
     parser.add_argument("--video", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
                         / "openfield" / "videos" / "m3v1mp4.mp4", help="frames come from here (640x480 openfield)")
-    parser.add_argument("--rates", type=float, nargs="+", default=[30, 60, 120], help="input frames/s (default 30 60 120)")
+    parser.add_argument("--rates", type=float, nargs="+", default=[30, 60, 120],
+                        help="input frames/s (default 30 60 120)")
     parser.add_argument("--seconds", type=float, default=10.0, help="paced input per run (default 10 s)")
     parser.add_argument("--frames", type=int, default=150, help="distinct frames decoded and replayed (default 150)")
     parser.add_argument("--device", default="cpu")
@@ -130,7 +132,8 @@ def main() -> None:
         for path in args.model:
             model = PoseModel.load(path, device=args.device, threads=args.threads, spin=not args.no_spin)
             crop_note = "auto"
-            probe = live(model, frames, 30, 2.0, DynamicCrop(margin=args.margin), folder)  # warm-up, also finds the window
+            # warm-up (unreported), which also finds the window the model's detections give
+            probe = live(model, frames, 30, 2.0, DynamicCrop(margin=args.margin), folder)
             if probe["window"] is None or probe["cropped"] < 0.5:
                 size = window or (192, 192)
                 crop_note = f"fixed {size[0]}x{size[1]}, threshold 0 (the model detects nothing confidently)"
@@ -148,7 +151,8 @@ def main() -> None:
             crop_size = probe["window"] if crop_note == "auto" else size
             b_full = bare(model, frames[0], 200)
             b_crop = bare(model, np.ascontiguousarray(frames[0][:crop_size[1], :crop_size[0]]), 200)  # back to back
-            print(f"{model.name} ({path.name}) on {model.device}: crop window {crop_size[0]}x{crop_size[1]} ({crop_note})")
+            print(f"{model.name} ({path.name}) on {model.device}: crop window {crop_size[0]}x{crop_size[1]} "
+                  f"({crop_note})")
             print(f"  bare session, whole frame:  p50 {b_full[0]:6.2f}  p95 {b_full[1]:6.2f}  p99 {b_full[2]:6.2f} ms")
             print(f"  bare session, crop window:  p50 {b_crop[0]:6.2f}  p95 {b_crop[1]:6.2f}  p99 {b_crop[2]:6.2f} ms")
             crop_image = np.ascontiguousarray(frames[0][:crop_size[1], :crop_size[0]])
@@ -167,7 +171,8 @@ def main() -> None:
             print()
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
-    print("| model | input | frames | p50 ms | p95 ms | p99 ms | dropped / captured | bare session, same pace: p50 / p99 ms |")
+    print("| model | input | frames | p50 ms | p95 ms | p99 ms | dropped / captured "
+          "| bare session, same pace: p50 / p99 ms |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
 

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dot_videos import write_dot_video
 from onnx_models import CHANNELS, make_pose_onnx, make_spec, paint_dots
 from posezoo.runtime import PoseModel, load_poses
 from posezoo.runtime.live import (AngleTrigger, CallableSource, DynamicCrop, FrameInfo, FramesSource, LatestFrame,
@@ -27,7 +26,7 @@ from posezoo.runtime.live import (AngleTrigger, CallableSource, DynamicCrop, Fra
                                   open_output, run_live)
 from posezoo.runtime.live.loop import Capture
 from posezoo.runtime.poses import Poses
-from posezoo.runtime.spec import InputSpec, PreprocessSpec
+from posezoo.runtime.spec import PreprocessSpec
 
 REPO = Path(__file__).resolve().parents[1]
 POSEZOO = [sys.executable, "-m", "posezoo.runtime.cli"]
@@ -402,9 +401,9 @@ def test_outputs_and_loading_processors_by_name(tmp_path):
         open_output("gpio:17")
     with pytest.raises(ValueError, match="unknown serial options"):
         open_output("serial:/dev/ttyUSB0?speed=9600")
-    try:
-        import serial  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("serial") is None:
         with pytest.warns(UserWarning, match="pyserial is not installed.*NOT driven"):
             stand_in = open_output("serial:/dev/ttyACM0")
         assert isinstance(stand_in, LogOutput) and stand_in.name == "/dev/ttyACM0"
@@ -428,7 +427,7 @@ def test_outputs_and_loading_processors_by_name(tmp_path):
 
 
 def test_serial_output_through_a_pty():
-    serial = pytest.importorskip("serial", reason="pyserial is optional")
+    pytest.importorskip("serial", reason="pyserial is optional")
     import pty
 
     from posezoo.runtime.live import SerialOutput
@@ -446,7 +445,6 @@ def test_serial_output_through_a_pty():
     finally:
         os.close(controller)
         os.close(device)
-    assert serial is not None
 
 
 # -- the command line -----------------------------------------------------------------------------
@@ -472,6 +470,27 @@ def test_cli_live_on_a_video_with_a_processor_then_ctrl_c(model_path, tmp_path):
     analysed = ts["analysed"].to_numpy().astype(bool)
     np.testing.assert_array_equal(poses.xy[analysed, 0], np.concatenate([truth] * 10)[: len(ts)][analysed])
     assert json.loads((tmp_path / "cli_meta.json").read_text())["stop_reason"] == "interrupted"
+
+
+def test_cli_live_with_your_own_source_and_a_frame_limit(model_path, tmp_path, capsys):
+    from posezoo.runtime.cli import main
+
+    cam = tmp_path / "mycam.py"
+    cam.write_text("import numpy as np\n"
+                   "class Camera:\n"
+                   "    def __call__(self):\n"
+                   "        frame = np.full((60, 80, 3), 40, np.uint8)\n"
+                   "        frame[10, 20, 2] = frame[30, 40, 1] = frame[50, 60, 0] = 255\n"
+                   "        return frame\n")
+    assert main(["live", str(model_path), "--source", f"{cam}:Camera", "--fps", "100", "--frames", "6", "-q",
+                 "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "stopped after 6 frames as asked" in out
+    (h5,) = tmp_path.glob("Camera-live-*DLC_posezoo_brightest-pixel.h5")
+    poses = load_poses(h5)
+    assert len(poses) == 6
+    analysed = np.isfinite(poses.coords[:, 0, 0, 0])
+    np.testing.assert_array_equal(poses.xy[analysed, 0], [[[20, 10], [40, 30], [60, 50]]] * int(analysed.sum()))
 
 
 def test_the_runtime_live_package_imports_no_framework():

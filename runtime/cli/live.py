@@ -99,7 +99,8 @@ def add_commands(sub: Any) -> None:
     out.add_argument("--output", "-o", type=Path, default=None,
                      help="results .h5 (default: <recording>DLC_posezoo_<model>.h5 beside --record, else "
                           "<source>-live-<date-time>DLC_posezoo_<model>.h5 in --output-dir)")
-    out.add_argument("--output-dir", type=Path, default=None, help="folder for the default results name (default: here)")
+    out.add_argument("--output-dir", type=Path, default=None,
+                     help="folder for the default results name (default: here)")
     p.add_argument("--csv", action="store_true", help="also write the .csv table")
     p.add_argument("--overwrite", action="store_true", help="replace existing results / recording of the same name")
     p.add_argument("--display", action="store_true",

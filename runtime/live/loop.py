@@ -432,7 +432,8 @@ class LiveSession:
         error = self.inference_error or self.capture_error
         if sink.rows + len(sink._pending) == 0 and self.captured == 0:
             sink.abort()
-            detail = f": {error}" if error is not None else f" ({self.source.end_reason})" if self.source.end_reason else ""
+            detail = f": {error}" if error is not None else \
+                f" ({self.source.end_reason})" if self.source.end_reason else ""
             raise LiveError(f"{self.source.name}: no frame was captured{detail}") from error
         reason, message, complete = self._outcome(error, capture_stuck)
         lat = _percentiles(latencies)
@@ -546,7 +547,8 @@ def _stop_on_signals(session: LiveSession) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def run_live(model: PoseModel | str | os.PathLike[str], source: FrameSource | int | str | os.PathLike[str] | Callable[[], Any],
+def run_live(model: PoseModel | str | os.PathLike[str],
+             source: FrameSource | int | str | os.PathLike[str] | Callable[[], Any],
              output: str | os.PathLike[str] | None = None, *, output_dir: str | os.PathLike[str] | None = None,
              crop: DynamicCrop | bool | None = None, processors: Sequence[Processor] = (),
              display: bool | Viewer = False, record: str | os.PathLike[str] | None = None,

@@ -118,9 +118,9 @@ def open_output(spec: str | TTLOutput | None) -> TTLOutput:
     unknown = set(opts) - {"line", "on", "off", "baud"}
     if unknown:
         raise ValueError(f"{spec}: unknown serial options {sorted(unknown)} (use line, on, off, baud)")
-    try:
-        import serial  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("serial") is None:
         warnings.warn(f"pyserial is not installed (pip install pyserial): TTL changes for {port} are only "
                       "logged, the line is NOT driven", stacklevel=2)
         return LogOutput(port)

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from ..poses import DEFAULT_PCUTOFF, Poses
+from ..poses import Poses
 from .outputs import TTLOutput, open_output
 
 
@@ -124,7 +124,8 @@ class RegionTrigger(Trigger):
         if sum(given) != 1:
             raise ValueError("RegionTrigger takes exactly one of rectangle=(x1, y1, x2, y2), circle=(cx, cy, r) "
                              "or polygon=[(x, y), ...]")
-        if rectangle is not None and (len(rectangle) != 4 or rectangle[2] <= rectangle[0] or rectangle[3] <= rectangle[1]):
+        if rectangle is not None and (len(rectangle) != 4 or rectangle[2] <= rectangle[0]
+                                      or rectangle[3] <= rectangle[1]):
             raise ValueError(f"rectangle must be (x1, y1, x2, y2) with x2 > x1 and y2 > y1, got {rectangle}")
         if circle is not None and (len(circle) != 3 or circle[2] <= 0):
             raise ValueError(f"circle must be (cx, cy, radius) with radius > 0, got {circle}")
