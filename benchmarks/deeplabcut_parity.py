@@ -233,7 +233,7 @@ def summary(results: dict[str, Any]) -> str:
 def worker(args: argparse.Namespace) -> None:
     engine, arch = args.arch.split(":")
     _no_downloads()
-    config = _project_copy(args.project, args.cache)
+    config = _project_copy(args.project, args.cache, engine)
     if args.worker == "train":
         result = _train_and_predict(config, engine, arch, args)
     elif args.worker == "clip":
@@ -261,11 +261,12 @@ def _no_downloads() -> None:
     timm.create_model = create_offline
 
 
-def _project_copy(source: Path, cache: Path) -> Path:
-    """A writable copy of the project (DeepLabCut writes into it), with its paths set."""
+def _project_copy(source: Path, cache: Path, engine: str) -> Path:
+    """A writable copy of the project (DeepLabCut writes into it), with its paths set; one per engine,
+    as each environment pickles the split with its own numpy (2.x and 1.26 cannot read each other's)."""
     import yaml
 
-    project = cache / "project"
+    project = cache / ("project" if engine == "pytorch" else f"project-{engine}")
     config = project / "config.yaml"
     if not config.exists():
         shutil.copytree(source / "labeled-data", project / "labeled-data")
@@ -316,13 +317,20 @@ def _train_and_predict(config: Path, engine: str, arch: str, args: argparse.Name
         poses = _predict_pytorch(train_dir, snapshot[-1], images)
         trained, chosen = f"{args.epochs} epoch(s)", str(snapshot[-1])
     else:
-        _random_tf_init(train_dir, arch)
-        deeplabcut.train_network(str(config), shuffle=shuffle, trainingsetindex=_trainset_index(config),
-                                 max_iters=args.tf_iters, save_iters=args.tf_iters, display_iters=50,
-                                 allow_growth=False)
-        prefix = train_dir / f"snapshot-{args.tf_iters}"
+        _random_tf_init(train_dir, [images[i] for i in train])
+        try:
+            deeplabcut.train_network(str(config), shuffle=shuffle, trainingsetindex=_trainset_index(config),
+                                     max_iters=args.tf_iters, save_iters=args.tf_iters, display_iters=50,
+                                     allow_growth=False)
+            prefix, trained = train_dir / f"snapshot-{args.tf_iters}", f"{args.tf_iters} iterations"
+        except Exception as exc:  # noqa: BLE001 - a diverging run is reported, and its init compared instead
+            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            prefix = train_dir / "snapshot-0"
+            for part in (train_dir / "random-init").glob("init.*"):
+                shutil.copy(part, train_dir / part.name.replace("init", "snapshot-0", 1))
+            trained = f"not trained (DeepLabCut's training failed: {first[:120]}); its data-initialised init compared"
         poses = _predict_tf(train_dir, prefix, images)
-        trained, chosen = f"{args.tf_iters} iterations", str(prefix) + ".index"
+        chosen = str(prefix) + ".index"
     out = Path(args.cache) / f"dlc-{engine}-{arch}.npz"
     np.savez(out, poses=poses)
     return {"snapshot": chosen, "predictions": str(out), "images": images, "trained": trained,
@@ -347,8 +355,15 @@ def _predict_pytorch(train_dir: Path, snapshot: Path, images: list[str]) -> Any:
     return np.stack([p["bodyparts"][0] for p in predictions])
 
 
-def _random_tf_init(train_dir: Path, arch: str) -> None:
-    """A randomly initialised checkpoint as DeepLabCut's init_weights (ImageNet weights cannot be fetched)."""
+def _random_tf_init(train_dir: Path, images: list[str]) -> None:
+    """A randomly initialised checkpoint as DeepLabCut's init_weights (ImageNet weights cannot be fetched).
+
+    DeepLabCut 2 trains ResNets with batch norm frozen in inference mode, which from random weights
+    (moving mean 0, variance 1) diverges to NaN at once; so each layer's moving statistics are first
+    set, in network order, to that layer's statistics on two labeled frames (a data-dependent init).
+    """
+    import imageio.v2 as imageio
+    import numpy as np
     import tensorflow as tf
     import yaml
     from deeplabcut.pose_estimation_tensorflow.config import load_config
@@ -359,10 +374,22 @@ def _random_tf_init(train_dir: Path, arch: str) -> None:
     cfg = load_config(str(cfg_path))
     tf.compat.v1.disable_eager_execution()
     tf.compat.v1.reset_default_graph()
-    inputs = tf.compat.v1.placeholder(tf.float32, shape=[1, None, None, 3])
+    inputs = tf.compat.v1.placeholder(tf.float32, shape=[None, None, None, 3])
     PoseNetFactory.create(cfg).test(inputs)
+    graph = tf.compat.v1.get_default_graph()
+    batch = np.stack([imageio.imread(p)[:, :, :3] for p in images[:2]]).astype(np.float32)
+    variables = {v.name[:-2]: v for v in tf.compat.v1.global_variables()}
+    scopes = list(dict.fromkeys(n.rsplit("/BatchNorm/", 1)[0] for n in variables if n.endswith("/BatchNorm/moving_mean")))
     with tf.compat.v1.Session() as sess:
         sess.run(tf.compat.v1.global_variables_initializer())
+        for scope in scopes:
+            norm = next((op for op in graph.get_operations() if op.name.startswith(f"{scope}/BatchNorm/")
+                         and op.type.startswith("FusedBatchNorm")), None)
+            if norm is None:
+                continue
+            x = sess.run(norm.inputs[0], {inputs: batch})
+            sess.run([variables[f"{scope}/BatchNorm/moving_mean"].assign(x.mean(axis=(0, 1, 2))),
+                      variables[f"{scope}/BatchNorm/moving_variance"].assign(x.var(axis=(0, 1, 2)))])
         init.parent.mkdir(exist_ok=True)
         tf.compat.v1.train.Saver().save(sess, str(init), write_meta_graph=False)
     raw = yaml.safe_load(cfg_path.read_text())
