@@ -111,7 +111,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150, help="distinct frames decoded and replayed (default 150)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: physical cores)")
-    parser.add_argument("--no-spin", action="store_true", help="inference threads sleep between frames")
+    parser.add_argument("--spin", action="store_true",
+                        help="inference threads spin between frames (default: they sleep, as in posezoo live)")
     parser.add_argument("--margin", type=int, default=20, help="crop margin (default 20 px, posezoo live's default)")
     args = parser.parse_args()
 
@@ -124,13 +125,13 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M')}  {cpu_name()}, {os.cpu_count()} CPUs, load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"frames {w}x{h} from {args.video.name} ({len(frames)} replayed), {args.seconds:g} s per run, "
-          f"device {args.device}, threads {args.threads or 'default'}, spin {not args.no_spin}\n")
+          f"device {args.device}, threads {args.threads or 'default'}, spin {args.spin}\n")
     rows: list[str] = []
     window: tuple[int, int] | None = None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for path in args.model:
-            model = PoseModel.load(path, device=args.device, threads=args.threads, spin=not args.no_spin)
+            model = PoseModel.load(path, device=args.device, threads=args.threads, spin=args.spin)
             crop_note = "auto"
             # warm-up (unreported), which also finds the window the model's detections give
             probe = live(model, frames, 30, 2.0, DynamicCrop(margin=args.margin), folder)

@@ -39,7 +39,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         processors = [load_processor(target, kwargs) for target, *kwargs in args.processor or []]
     for w in caught:
         print(f"warning: {w.message}")
-    model = PoseModel.load(args.model, device=args.device, threads=args.threads, spin=not args.no_spin)
+    model = PoseModel.load(args.model, device=args.device, threads=args.threads, spin=args.spin)
     if args.camera is not None:
         source: Any = CameraSource(args.camera, width=args.width, height=args.height, fps=args.fps)
     elif args.video is not None:
@@ -126,9 +126,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--threads", type=positive, default=None,
                    help="CPU threads for inference (default: the physical cores)")
-    p.add_argument("--no-spin", action="store_true",
-                   help="inference threads sleep between frames instead of spinning: frees the CPU for acquisition "
-                        "software, at some latency")
+    p.add_argument("--spin", action="store_true",
+                   help="inference threads spin between frames instead of sleeping: a little less latency, but "
+                        "they keep a core busy that camera and acquisition software may need (default: sleep)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     p.set_defaults(handler=_cmd_live)
 

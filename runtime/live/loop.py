@@ -554,11 +554,11 @@ def run_live(model: PoseModel | str | os.PathLike[str],
              display: bool | Viewer = False, record: str | os.PathLike[str] | None = None,
              duration: float | None = None, frames: int | None = None, fps: float | None = None, csv: bool = False,
              overwrite: bool = False, progress: bool = True, warmup: bool = True, report: Report | None = None,
-             device: str = "auto", threads: int | None = None, spin: bool = True) -> LiveReport:
+             device: str = "auto", threads: int | None = None, spin: bool = False) -> LiveReport:
     """Analyse a live source until it ends, ``duration`` seconds or ``frames`` frames pass, or Ctrl-C.
 
     ``model``: a `PoseModel`, an .onnx path or ``zoo:NAME`` (then ``device``, ``threads`` and
-    ``spin`` apply). ``source``: a camera index, a video file (a stand-in camera, paced at
+    ``spin`` apply; threads sleep between frames unless ``spin``, leaving the cores to acquisition). ``source``: a camera index, a video file (a stand-in camera, paced at
     ``fps`` or its own rate), a callable returning frames, or a `FrameSource`. ``crop``: True or
     a `DynamicCrop` for dynamic cropping. ``processors``: callables run on every result (see
     `posezoo.runtime.live.processors`). ``display``: True for a window when the machine has a
