@@ -171,7 +171,8 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|gpu|gpu:\d+)$")
 @dataclass
 class TrainLoopConfig:
     """The loop. ``threads`` None = one per physical core; ``time_limit_minutes`` stops early
-    (after the running epoch, with a final evaluation)."""
+    (after the running epoch, with a final evaluation), and when the epochs would not fit in it
+    the learning-rate schedule follows the clock, so the run still ends annealed."""
 
     epochs: int = 600
     batch_size: int = 8

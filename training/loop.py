@@ -78,7 +78,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
         sums = np.zeros(0)
         lr = cfg.optimizer.lr
         for step, batch in enumerate(loader):
-            lr = lr_at(epoch + step / steps, cfg)
+            lr = lr_at(_progress(epoch + step / steps, elapsed + time.perf_counter() - t0, deadline, cfg), cfg)
             losses = trainer.step(batch, lr)
             sums = sums + losses if len(sums) else np.asarray(losses, np.float64)
         elapsed += time.perf_counter() - t0
@@ -110,6 +110,16 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
     if not trainer.has_snapshot("best") and trainer.has_snapshot("last"):
         trainer.save("best", trainer.restore("last"))
     return {"epochs_done": epoch + 1, "elapsed_s": elapsed, "best": best}
+
+
+def _progress(epochs_done: float, elapsed: float, deadline: float, cfg: Any) -> float:
+    """Where the schedule is, in epochs. With a time limit that the epochs would overrun, the
+    schedule follows the clock instead, so a run stopped by its limit ends annealed rather than
+    at a high learning rate. (A run stopped by a time limit depends on the machine's speed
+    anyway; without one, training stays a deterministic function of the seed.)"""
+    if not math.isfinite(deadline):
+        return epochs_done
+    return max(epochs_done, min(1.0, elapsed / deadline) * cfg.train.epochs)
 
 
 def load_predictor(run: Run, snapshot: str = "best") -> tuple[Predictor, Forward]:
