@@ -22,6 +22,7 @@ its best candidate when that scores above ``min_score``.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -176,18 +177,54 @@ def _without_links(part: np.ndarray, slot: np.ndarray, K: int, max_animals: int)
 
 def _best_links(affinities: np.ndarray, graph: Sequence[Edge], ident: np.ndarray,
                 min_affinity: float) -> list[tuple[int, int, float]]:
-    """Per edge, the Hungarian pairing of the two keypoints' kept candidates."""
+    """Per edge, the optimal one-to-one pairing (maximum total affinity) of the two keypoints'
+    kept candidates. Negative affinities (a field pointing the other way) count as 0: such
+    pairs are never linked. Up to 4 candidates a side every pairing is scored at once for all
+    edges (the video case: a few animals); larger ones go to the Hungarian solver edge by edge."""
+    kept = [np.flatnonzero(row >= 0) for row in ident]
+    size = max(len(k) for k in kept)
+    aff = np.nan_to_num(np.maximum(affinities, 0.0), nan=0.0)
+    E = len(graph)
+    if size <= _BRUTE_FORCE:
+        # Kept candidates sit anywhere in each keypoint's row: gather them into (E, size, size),
+        # zero-padded (a padded pairing has affinity 0 and is never a link).
+        counts = np.array([len(k) for k in kept])
+        if ((ident[:, :size] >= 0) == (np.arange(size) < counts[:, None])).all():
+            # the usual case: candidates come sorted by score, so the kept ones lead each row
+            src, dst = np.array([g[0] for g in graph]), np.array([g[1] for g in graph])
+            mask = (np.arange(size) < counts[src, None])[:, :, None] & (np.arange(size) < counts[dst, None])[:, None]
+            sub = np.where(mask, aff[:, :size, :size], 0.0)
+        else:
+            sub = np.zeros((E, size, size))
+            for e, (s, t) in enumerate(graph):
+                rows, cols = kept[s], kept[t]
+                if len(rows) and len(cols):
+                    sub[e, :len(rows), :len(cols)] = aff[e][rows][:, cols]
+        perms = _PERMUTATIONS[size]
+        totals = sub[:, np.arange(size), perms].sum(-1)  # (E, permutations)
+        best = perms[np.argmax(totals, axis=1)]  # (E, size): column of each row
+        weight = np.take_along_axis(sub, best[:, :, None], 2)[..., 0]  # (E, size)
+        links = []
+        for e, i in zip(*np.nonzero(weight >= max(min_affinity, 1e-12))):
+            s, t = graph[e]
+            links.append((int(ident[s, kept[s][i]]), int(ident[t, kept[t][best[e, i]]]), float(weight[e, i])))
+        return links
     links = []
     for e, (s, t) in enumerate(graph):
-        rows, cols = np.flatnonzero(ident[s] >= 0), np.flatnonzero(ident[t] >= 0)
+        rows, cols = kept[s], kept[t]
         if not len(rows) or not len(cols):
             continue
-        sub = np.nan_to_num(affinities[e][np.ix_(rows, cols)], nan=0.0)
+        sub = aff[e][rows][:, cols]
         r, c = linear_sum_assignment(sub, maximize=True)
         for i, j in zip(r, c):
-            if sub[i, j] >= min_affinity:
+            if sub[i, j] >= min_affinity and sub[i, j] > 0:
                 links.append((int(ident[s, rows[i]]), int(ident[t, cols[j]]), float(sub[i, j])))
     return links
+
+
+_BRUTE_FORCE = 4
+_PERMUTATIONS = {n: np.array(list(itertools.permutations(range(n))), np.int64).reshape(-1, n)
+                 for n in range(1, _BRUTE_FORCE + 1)}
 
 
 def _build(links: list[tuple[int, int, float]], part: np.ndarray, K: int, max_animals: int) -> list[_Animal]:
