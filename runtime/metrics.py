@@ -15,7 +15,7 @@ Definitions (DeepLabCut 3, ``deeplabcut/core/metrics``):
 - mAP/mAR: COCO keypoint evaluation over OKS thresholds 0.50:0.05:0.95 with 101 recall
   points, x100. Only animals with >= 2 labeled keypoints count as ground truth, only
   predictions with >= 2 valid keypoints count as detections, and a prediction's score is
-  the mean of its valid keypoint scores. Every prediction counts (no ``maxDets`` cap).
+  the mean of its keypoint scores >= 0 (as DeepLabCut). Every prediction counts (no ``maxDets`` cap).
 - RMSE (despite the name, DeepLabCut's mean Euclidean error in pixels): single animal pairs
   the prediction with the ground truth directly; several animals are paired by greedy OKS
   matching (OKS > 1e-6), and unmatched predictions are left out. Unique keypoints (one per
@@ -302,15 +302,17 @@ def _oks(gt: np.ndarray, pred_xy: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
 def _rank_predictions(pred: np.ndarray, min_valid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per image, prediction indices by descending score, their scores and usability.
 
-    A prediction's score is the mean of its valid keypoint scores; predictions with fewer
-    than ``min_valid`` valid keypoints are unusable and sorted last. The sort is stable, as
+    A prediction's score is the mean of its keypoint scores >= 0 (DeepLabCut's); predictions
+    with fewer than ``min_valid`` valid keypoints are unusable and sorted last. The sort is stable, as
     in pycocotools, so ties keep their input order.
     """
     xy = _valid_xy(pred)
     valid_kp = np.isfinite(xy).all(-1)  # (I, P, K)
     n_valid = valid_kp.sum(-1)
     usable = n_valid >= max(min_valid, 1)
-    score = np.where(valid_kp, pred[..., 2], 0.0).sum(-1) / np.maximum(n_valid, 1)
+    # As DeepLabCut: the mean of every score >= 0, a keypoint without coordinates included.
+    scored = np.nan_to_num(pred[..., 2], nan=-1.0) >= 0
+    score = np.where(scored, pred[..., 2], 0.0).sum(-1) / np.maximum(scored.sum(-1), 1)
     order = np.argsort(np.where(usable, -score, np.inf), axis=1, kind="stable")
     return (order, np.take_along_axis(score, order, axis=1),
             np.take_along_axis(usable, order, axis=1))

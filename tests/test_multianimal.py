@@ -323,3 +323,77 @@ def test_overfit_model_assembles_every_animal_within_a_few_pixels(tmp_path):
     frames = [load_project(project).load_image(i) for i in range(9)]
     metrics = evaluate_poses(labels, model.predict(frames, color="rgb"))
     assert metrics["mAR"] > 90 and metrics["rmse"] < 3.0, metrics
+
+
+DLC_VENV = Path(__import__("os").environ.get("POSEZOO_DLC_VENV", "/work/dlc-venv"))
+_DLC_METRICS = """
+import json, sys
+import numpy as np
+from deeplabcut.core.metrics.api import compute_metrics
+out = []
+for case in json.load(open(sys.argv[1])):
+    gt = {k: np.array(v, float) for k, v in case["gt"].items()}
+    pred = {k: np.array(v, float) for k, v in case["pred"].items()}
+    r = compute_metrics(gt, pred, single_animal=False, pcutoff=case["pcutoff"], compute_detection_rmse=False)
+    out.append({k: float(r[k]) for k in ("rmse", "rmse_pcutoff", "mAP", "mAR")})
+print(json.dumps(out))
+"""
+
+
+def _crowded_case(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images of 2-4 animals (some keypoints unlabeled, some animals close together) and noisy
+    predictions: some missing keypoints, duplicates of an animal, strays."""
+    rng = np.random.default_rng(seed)
+    n_img, n_anim, n_pred, k = 6, 4, 6, 5
+    gt = np.full((n_img, n_anim, k, 2), np.nan)
+    pred = np.full((n_img, n_pred, k, 3), np.nan)
+    for i in range(n_img):
+        centres = rng.uniform(40, 200, (n_anim, 2))
+        centres[1] = centres[0] + rng.uniform(-6, 6, 2)  # two animals almost on top of each other
+        for a in range(rng.integers(2, n_anim + 1)):
+            gt[i, a] = centres[a] + rng.normal(0, 12, (k, 2))
+            gt[i, a, rng.random(k) < 0.15] = np.nan
+        labelled = np.flatnonzero(np.isfinite(gt[i]).any((-1, -2)))
+        for p in range(n_pred):
+            src = gt[i, labelled[rng.integers(len(labelled))]] if p < 5 else rng.uniform(0, 240, (k, 2))
+            pred[i, p, :, :2] = src + rng.normal(0, rng.choice([0.5, 2.0, 6.0]), (k, 2))
+            pred[i, p, :, 2] = rng.uniform(0.05, 1.0, k)
+            pred[i, p, rng.random(k) < 0.1] = np.nan
+    return gt, pred
+
+
+@pytest.mark.slow
+def test_metrics_equal_deeplabcuts_own_code(tmp_path):
+    """Our numbers against DeepLabCut 3's compute_metrics, run in its own environment, on crowded
+    random cases (the rule the two greedy matchers disagree on is exercised)."""
+    if not (DLC_VENV / "bin" / "python").exists():
+        pytest.skip(f"DeepLabCut's environment is absent at {DLC_VENV} (set POSEZOO_DLC_VENV)")
+    cases, ours = [], []
+    for seed in range(4):
+        gt, pred = _crowded_case(seed)
+        pcutoff = 0.4
+        ours.append(evaluate_keypoints(gt, pred, pcutoff=pcutoff))
+
+        def table(arr: np.ndarray, vis: bool) -> dict:
+            out = {}
+            for i, frame in enumerate(arr):
+                rows = [a for a in frame if np.isfinite(a[..., :2]).any()]
+                if vis:
+                    rows = [np.concatenate([a, np.where(np.isfinite(a[:, :1]), 1.0, 0.0)], 1) for a in rows]
+                out[f"img{i}"] = np.nan_to_num(np.array(rows), nan=-1.0).tolist() if not vis else \
+                    np.where(np.isnan(np.array(rows)), np.nan, np.array(rows)).tolist()
+            return out
+
+        pred_dlc = np.where(np.isnan(pred[..., 2:]), -1.0, pred[..., 2:])  # DeepLabCut: score < 0 = missing
+        pred_dlc = np.concatenate([pred[..., :2], pred_dlc], -1)
+        cases.append({"gt": table(gt, True), "pred": {f"img{i}": f.tolist() for i, f in enumerate(pred_dlc)},
+                      "pcutoff": pcutoff})
+    (tmp_path / "cases.json").write_text(json.dumps(cases).replace("NaN", "NaN"))
+    (tmp_path / "dlc.py").write_text(_DLC_METRICS)
+    out = subprocess.run([str(DLC_VENV / "bin" / "python"), str(tmp_path / "dlc.py"), str(tmp_path / "cases.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    for mine, ref in zip(ours, theirs):
+        for key in ("rmse", "rmse_pcutoff", "mAP", "mAR"):
+            assert mine[key] == pytest.approx(ref[key], abs=1e-6), (key, mine[key], ref[key])
