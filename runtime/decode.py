@@ -151,13 +151,15 @@ class Decoder(threading.Thread):
     """Decode + prepare batches ahead of inference into a bounded pool of reused tensors.
 
     Iterate ``batches()`` in the consumer and hand each tensor back with ``release`` when its
-    batch has run; ``close`` stops the thread.
+    batch has run; ``close`` stops the thread. Frames ``[start, stop)`` are prepared (``stop``
+    None: to the end); earlier ones are decoded and dropped, since seeking is inexact.
     """
 
     def __init__(self, cap: cv2.VideoCapture, info: VideoInfo, model: PoseModel, batch_size: int, *,
-                 start: int = 0, buffers: int = 3) -> None:
+                 start: int = 0, stop: int | None = None, buffers: int = 3) -> None:
         super().__init__(name=f"posezoo-decode-{info.path.name}", daemon=True)
         self.cap, self.info, self.model, self.batch_size, self.first = cap, info, model, batch_size, start
+        self.stop = stop
         tensor = model.plan_for(info.height, info.width).tensor
         self.free: queue.Queue[np.ndarray] = queue.Queue()
         for _ in range(buffers):
@@ -184,6 +186,8 @@ class Decoder(threading.Thread):
                 return
             if index < self.first:
                 continue
+            if self.stop is not None and index >= self.stop:
+                break
             if tensor is None:
                 tensor = self._take()
                 if tensor is None:

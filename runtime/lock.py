@@ -41,6 +41,22 @@ def file_lock(path: Path, what: str, *, wait: bool = True) -> Iterator[None]:
         os.close(fd)
 
 
+def lock_holder(path: Path) -> str | None:
+    """Who holds the lock on ``path`` right now (None when nobody does), without creating the
+    file or waiting: for a scheduler that decides whether to hand the work to someone else."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        if _try_lock(fd):
+            _unlock(fd)
+            return None
+        return _holder(fd)
+    finally:
+        os.close(fd)
+
+
 def _acquire(path: Path, what: str, wait: bool) -> int:
     waited = False
     while True:

@@ -10,6 +10,12 @@ last flushed frame.
 Frame accounting: every row of the table is one frame of the video. A frame that fails to decode
 or is missing at the end gets a NaN row (row i is always frame i); both are counted in the
 ``_meta.json`` sidecar and reported, never silently dropped.
+
+Each sidecar records a fingerprint (`fingerprint`): the model's sha256, the options that shape
+the numbers, the video's size and modification time and the posezoo version. Existing results
+with the same fingerprint are skipped; others are analysed again. A unit of work can also be a
+frame range of a video (`analyze_unit`, used by `posezoo.runtime.scale`): it is reached by
+sequential decoding and starts on a batch boundary, so its rows equal those of a whole-video run.
 """
 from __future__ import annotations
 
@@ -126,36 +132,104 @@ def analyze_videos(model: PoseModel | str | os.PathLike[str], videos: Sequence[s
     return outcomes
 
 
-def _analyze(model: PoseModel, video: Path, opt: _Options) -> Outcome:
+def analyze_unit(model: PoseModel, video: str | os.PathLike[str], *, output: str | os.PathLike[str] | None = None,
+                 frames: tuple[int, int | None] = (0, None), output_dir: str | os.PathLike[str] | None = None,
+                 batch_size: int = 8, csv: bool = False, nwb: bool = False, overwrite: bool = False,
+                 resume: bool = True, progress: bool = True) -> Outcome:
+    """One unit of work: the whole video, or its frames ``[start, stop)`` (``stop`` None: to the
+    end) into ``output`` (a table whose rows are those frames). ``start`` must be a multiple of
+    ``batch_size``, so every batch holds the frames a whole-video run would give it. Another
+    process writing the same output raises `lock.LockedError` naming it."""
+    start, stop = int(frames[0]), None if frames[1] is None else int(frames[1])
+    if start < 0 or start % batch_size or (stop is not None and stop <= start):
+        raise ValueError(f"frames {frames}: a range must start on a multiple of the batch size ({batch_size}) "
+                         "and end after it starts")
+    options = _Options(None if output_dir is None else Path(output_dir), batch_size, csv, nwb, overwrite, resume,
+                       progress)
+    return _analyze(model, Path(video), options, h5=None if output is None else Path(output), span=(start, stop))
+
+
+def fingerprint(model: PoseModel, video: str | os.PathLike[str], *, batch_size: int,
+                frames: tuple[int, int | None] | None = None) -> dict[str, Any]:
+    """What results depend on: equal fingerprints mean the same numbers, so results are reused.
+
+    The batch size and graph optimisation level are in it because they can change float
+    rounding; the device and thread count are not (they say where, not what, was analysed).
+    """
+    stat = Path(video).stat()
+    out: dict[str, Any] = {"posezoo_version": version(), "model_sha256": _model_sha256(model),
+                           "video_bytes": stat.st_size, "video_mtime_ns": stat.st_mtime_ns,
+                           "options": {"batch_size": batch_size, "optimization": model.settings.optimization}}
+    if frames is not None and tuple(frames) != (0, None):
+        out["frames"] = [frames[0], frames[1]]
+    return out
+
+
+def recorded_fingerprint(h5: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The fingerprint in a results table's sidecar (None when it has none or cannot be read)."""
+    try:
+        value = load_meta(h5).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def stale_reason(recorded: dict[str, Any] | None, expected: dict[str, Any]) -> str | None:
+    """Why results with fingerprint ``recorded`` cannot stand for ``expected`` (None: they can)."""
+    if recorded == expected:
+        return None
+    if recorded is None:
+        return "no fingerprint is recorded beside it (no or an older _meta.json)"
+    reasons = {"model_sha256": "another model", "options": "other options (batch size or optimisation level)",
+               "posezoo_version": f"posezoo {recorded.get('posezoo_version')}", "frames": "another frame range"}
+    for key in ("model_sha256", "options", "frames", "posezoo_version"):
+        if recorded.get(key) != expected.get(key):
+            return f"it was made by {reasons[key]}"
+    return "the video changed since (its size or modification time differs)"
+
+
+def _analyze(model: PoseModel, video: Path, opt: _Options, *, h5: Path | None = None,
+             span: tuple[int, int | None] = (0, None)) -> Outcome:
     if opt.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {opt.batch_size}")
     scorer = scorer_name(model.name)
-    h5 = result_path(video, scorer, opt.output_dir)
+    h5 = h5 or result_path(video, scorer, opt.output_dir)
+    if not video.exists():
+        raise FileNotFoundError(f"video not found: {video}")
+    expected = fingerprint(model, video, batch_size=opt.batch_size, frames=span)
     if h5.exists() and not opt.overwrite:
-        _complete_outputs(h5, video, model, opt)
-        return Outcome(video, "skipped", h5)
+        reason = stale_reason(recorded_fingerprint(h5), expected)
+        if reason is None:
+            _complete_outputs(h5, video, model, opt)
+            return Outcome(video, "skipped", h5)
+        warnings.warn(f"{h5}: {reason}; analysing the video again (the old table stays until the new one "
+                      "is complete)", stacklevel=3)
     if opt.nwb:
         from .io.nwb import require_nwb
 
         require_nwb()  # fail before hours of work, not after
     with file_lock(h5.with_name(f".{h5.name}.lock"), f"{h5}", wait=False):
-        return _analyze_locked(model, video, h5, scorer, opt)
+        return _analyze_locked(model, video, h5, scorer, opt, expected, span)
 
 
-def _analyze_locked(model: PoseModel, video: Path, h5: Path, scorer: str, opt: _Options) -> Outcome:
+def _analyze_locked(model: PoseModel, video: Path, h5: Path, scorer: str, opt: _Options, fp: dict[str, Any],
+                    span: tuple[int, int | None]) -> Outcome:
     cap, info = open_video(video)
+    first, stop = span
     try:
-        sha = _model_sha256(model)
+        sha = fp["model_sha256"]
         state_path = h5.with_name(h5.name + ".partial.json")
-        state = {"model_sha256": sha, "video": str(video.resolve()), "video_bytes": video.stat().st_size,
-                 "video_mtime_ns": video.stat().st_mtime_ns, "declared_frames": info.frame_count}
+        state = {**fp, "video": str(video.resolve()), "declared_frames": info.frame_count}
         layout = model.layout()
         layout.scorer = scorer
-        writer, prior = _open_writer(h5, state_path, state, layout, csv=opt.csv, expected=info.frame_count,
-                                     resume=opt.resume and not opt.overwrite)
+        end = stop if stop is not None else info.frame_count
+        writer, prior = _open_writer(h5, state_path, state, layout, csv=opt.csv, expected=max(0, end - first),
+                                     resume=opt.resume and not opt.overwrite, first=first)
         with writer:  # an exception keeps the flushed .partial for the next run to resume
-            stats, seconds = _run(model, cap, info, writer, opt)
-            if stats.frames_read + prior.decoded == 0:
+            stats, seconds = _run(model, cap, info, writer, opt, span)
+            # A later frame range may lie wholly past the end of a short file: NaN rows, as a
+            # whole-video run gives them, not an error.
+            if stats.frames_read + prior.decoded == 0 and first == 0:
                 writer.abort()
                 state_path.unlink(missing_ok=True)
                 raise VideoError(f"{video}: no frame could be decoded (the file is damaged or its codec is "
@@ -171,9 +245,11 @@ def _analyze_locked(model: PoseModel, video: Path, h5: Path, scorer: str, opt: _
         "posezoo_version": version(),
         "scorer": scorer,
         "model": {"name": model.name, "path": str(model.path), "sha256": sha,
-                  "spec_schema_version": model.spec.schema_version, "keypoints": model.keypoints},
+                  "spec_schema_version": model.spec.schema_version, "keypoints": model.keypoints,
+                  "skeleton": [list(edge) for edge in model.spec.skeleton]},
         "video": {"path": str(video.resolve()), "fps": info.fps, "frame_count": info.frame_count,
                   "width": info.width, "height": info.height, "codec": info.codec},
+        "fingerprint": fp,
         "frames_written": writer.frames_written,
         "frames_read": stats.frames_read + prior.decoded,
         "corrupt_frames": n_corrupt,
@@ -189,6 +265,8 @@ def _analyze_locked(model: PoseModel, video: Path, h5: Path, scorer: str, opt: _
         "outputs": [h5.name] + ([h5.with_suffix(".csv").name] if opt.csv else [])
                    + ([h5.with_suffix(".nwb").name] if opt.nwb else []),
     }
+    if first or stop is not None:
+        meta["frames"] = {"start": first, "stop": first + writer.frames_written}
     if opt.nwb:
         _write_nwb(h5, video, info, model)
     write_json_atomic(meta_path(h5), meta)
@@ -239,10 +317,11 @@ class _Prior:
 
 
 def _open_writer(h5: Path, state_path: Path, state: dict[str, Any], layout: Poses, *, csv: bool, expected: int,
-                 resume: bool) -> tuple[ResultsWriter, _Prior]:
+                 resume: bool, first: int = 0) -> tuple[ResultsWriter, _Prior]:
     """A fresh writer, or one that continues a partial left by the same model on the same video."""
     partial = h5.with_name(h5.name + ".partial")
-    kwargs: dict[str, Any] = {"csv": csv, "keep_partial": True, "expected_frames": expected or None}
+    kwargs: dict[str, Any] = {"csv": csv, "keep_partial": True, "expected_frames": expected or None,
+                              "first_frame": first}
     aside = set_aside_unreadable(partial) if resume else None
     if aside is not None:
         warnings.warn(f"{partial}: cannot be resumed (the analysis stopped before its first write); set aside as "
@@ -256,7 +335,7 @@ def _open_writer(h5: Path, state_path: Path, state: dict[str, Any], layout: Pose
             lost = nan_rows(partial)
             writer = ResultsWriter(h5, layout, resume=True, **kwargs)
             done = writer.frames_written
-            return writer, _Prior(done, [i for i in lost if i < done])
+            return writer, _Prior(done, [i for i in lost if i < first + done])
         warnings.warn(f"{partial}: left by an analysis with another model or another version of the video "
                       "(or without its state file); starting over", stacklevel=4)
     writer = ResultsWriter(h5, layout, **kwargs)
@@ -265,16 +344,19 @@ def _open_writer(h5: Path, state_path: Path, state: dict[str, Any], layout: Pose
 
 
 def _run(model: PoseModel, cap: cv2.VideoCapture, info: VideoInfo, writer: ResultsWriter,
-         opt: _Options) -> tuple[DecodeStats, float]:
+         opt: _Options, span: tuple[int, int | None] = (0, None)) -> tuple[DecodeStats, float]:
     from tqdm import tqdm
 
-    start = writer.frames_written
-    decoder = Decoder(cap, info, model, opt.batch_size, start=start)
+    first, stop = span
+    start = first + writer.frames_written
+    decoder = Decoder(cap, info, model, opt.batch_size, start=start, stop=stop)
     pending: list[Poses] = []
     n_pending, last_flush = 0, time.monotonic()
     began = time.perf_counter()
-    bar = tqdm(total=info.frame_count or None, initial=min(start, info.frame_count or start), unit="frame",
-               desc=info.path.name, disable=not opt.progress, mininterval=0.5, dynamic_ncols=True)
+    total = (stop if stop is not None else info.frame_count) - first
+    desc = info.path.name if span == (0, None) else f"{info.path.name} [{first}:{'' if stop is None else stop}]"
+    bar = tqdm(total=total if total > 0 else None, initial=min(writer.frames_written, max(total, 0)), unit="frame",
+               desc=desc, disable=not opt.progress, mininterval=0.5, dynamic_ncols=True)
     decoder.start()
     try:
         for decoded in decoder.batches():
@@ -326,5 +408,5 @@ def load_meta(h5: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
-__all__ = ["FrameLossWarning", "Outcome", "analyze_video", "analyze_videos", "load_meta", "meta_path",
-           "result_path", "scorer_name"]
+__all__ = ["FrameLossWarning", "Outcome", "analyze_unit", "analyze_video", "analyze_videos", "fingerprint",
+           "load_meta", "meta_path", "recorded_fingerprint", "result_path", "scorer_name", "stale_reason"]

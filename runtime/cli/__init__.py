@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 from posezoo.runtime.version import version
 
-from . import analysis, demo, live, models, training, zoo
+from . import analysis, demo, live, models, scale, training, zoo
 from .common import CommandError, Terminated, sigterm_as_interrupt
 
-_GROUPS = (models, analysis, live, training, demo, zoo)
+_GROUPS = (models, analysis, scale, live, training, demo, zoo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from . import scale
 from .common import MODEL_HELP, CommandError, add_runtime_options, load_model, probability
 
 
@@ -14,6 +15,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from posezoo.runtime.decode import expand_videos
     from posezoo.runtime.video import FrameLossWarning, analyze_videos
 
+    if scale.requested(args):  # chunks, shards or a cluster engine
+        return scale.run(args)
     if args.nwb:
         from posezoo.runtime.io.nwb import require_nwb
 
@@ -186,7 +189,10 @@ def add_commands(sub: Any) -> None:
                     "video failed (the others are still analysed).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  posezoo analyze model.onnx session1.mp4 session2.mp4 --csv\n"
-               "  posezoo analyze zoo:mouse-topview videos/ --output-dir results --device cuda")
+               "  posezoo analyze zoo:mouse-topview videos/ --output-dir results --device cuda\n"
+               "  posezoo analyze model.onnx videos/ --output-dir results --shard $SLURM_ARRAY_TASK_ID/64\n"
+               "  posezoo analyze model.onnx videos/ --output-dir results --engine ray --address auto "
+               "--chunk-frames 20000")
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("videos", nargs="+", help="video files, or folders of videos")
     p.add_argument("--output-dir", type=Path, default=None, help="where results go (default: beside each video)")
@@ -196,6 +202,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="analyse again even when results exist")
     p.add_argument("--no-resume", action="store_true", help="discard a .partial file instead of continuing it")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    scale.add_options(p)
     p.set_defaults(handler=_cmd_analyze)
 
     p = sub.add_parser(

@@ -35,12 +35,14 @@ class ResultsWriter:
         start = w.frames_written                        # frames already on disk
 
     Inside ``with`` an exception deletes the partial unless ``keep_partial=True``, which keeps
-    it for a later resume. Without ``resume`` any stale partial is discarded.
+    it for a later resume. Without ``resume`` any stale partial is discarded. ``first_frame``
+    numbers the rows of a table that holds a frame range of a video from its first frame.
     """
 
     def __init__(self, path: str | os.PathLike[str], layout: Poses, *, csv: bool = False, resume: bool = False,
-                 keep_partial: bool = False, expected_frames: int | None = None) -> None:
+                 keep_partial: bool = False, expected_frames: int | None = None, first_frame: int = 0) -> None:
         self.path = Path(path)
+        self.first_frame = int(first_frame)
         self.partial_path = self.path.with_name(self.path.name + ".partial")
         self.layout = layout[:0]
         self.csv = csv
@@ -87,7 +89,7 @@ class ResultsWriter:
             raise PosesError(f"{self.path}: the chunk's keypoints or individuals differ from the table's")
         if not len(chunk):
             return
-        start = self.frames_written
+        start = self.first_frame + self.frames_written
         rows = np.arange(start, start + len(chunk), dtype=np.int64)
         df = Poses(chunk.coords, chunk.keypoints, chunk.individuals, unique=chunk.unique,
                    unique_keypoints=chunk.unique_keypoints, frame_indices=rows, scorer=self.layout.scorer,
