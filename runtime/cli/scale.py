@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     """`posezoo analyze` with --chunk-frames, --shard or an engine."""
     from posezoo.runtime.decode import expand_videos
     from posezoo.runtime.scale import Job, make_plan, parse_shard
+    from posezoo.runtime.scale.plan import chunk_length
 
     if args.shard and args.engine != "local":
         raise CommandError(f"--shard is for N copies of a local run; --engine {args.engine} schedules the whole "
@@ -95,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
               threads=args.threads, spin=not args.no_spin, optimization=args.optimization, arena=not args.no_arena,
               static=not args.no_static)
     plan = make_plan(videos, chunk_frames=args.chunk_frames, batch_size=args.batch_size)
+    chunked = sum(not u.whole for u in plan)
     print(f"plan: {len(plan)} unit(s) from {len(videos)} video(s)"
-          + (f", chunks of {plan[0].size if any(not u.whole for u in plan) else args.chunk_frames} frames"
-             if args.chunk_frames else "") + (f"; this is shard {shard}" if shard else ""))
+          + (f", {chunked} of them chunks of {chunk_length(args.chunk_frames, args.batch_size)} frames" if chunked else "")
+          + (f"; this is shard {shard}" if shard else ""))
     if args.engine == "ray":
         from posezoo.runtime.scale.ray_engine import run_ray
 
