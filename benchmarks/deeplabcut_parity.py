@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--arch", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow reads checkpoints quietly here too
     if args.worker:
         return worker(args)
     if not (args.project / "config.yaml").is_file():
@@ -111,6 +112,8 @@ def run_worker(args: argparse.Namespace, venv: Path, task: str, arch: str = "", 
            "--project", str(args.project), "--cache", str(args.cache), "--epochs", str(args.epochs),
            "--tf-iters", str(args.tf_iters), "--speed-frames", str(args.speed_frames)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    if task == "repredict":
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     log = args.cache / f"{task}-{engine}-{arch or 'video'}.log"
     print(f"[{engine} {arch}] DeepLabCut {task} (log: {log})", flush=True)
     with open(log, "w") as fh:
@@ -145,7 +148,13 @@ def parity_row(args: argparse.Namespace, venv: Path, engine: str, arch: str) -> 
     ours = np.concatenate([_coords(model.predict(frames[i:i + 8], color="rgb")) for i in range(0, len(frames), 8)])
     theirs = ref["poses"].astype(np.float32)
     dist = np.linalg.norm(ours[..., :2] - theirs[..., :2], axis=-1)
-    return {"engine": engine, "arch": arch, "frames": len(frames), "snapshot": dlc["snapshot"],
+    row_extra: dict[str, Any] = {}
+    if engine == "tensorflow":  # DeepLabCut against itself: the noise floor of its own TensorFlow kernels
+        again = np.load(run_worker(args, venv, "repredict", arch, engine)["predictions"])["poses"]
+        self_dist = np.linalg.norm(again[..., :2] - theirs[..., :2], axis=-1)
+        row_extra = {"dlc_self_max_px": float(self_dist.max()), "dlc_self_mean_px": float(self_dist.mean()),
+                     "dlc_self_max_score": float(np.abs(again[..., 2] - theirs[..., 2]).max())}
+    return row_extra | {"engine": engine, "arch": arch, "frames": len(frames), "snapshot": dlc["snapshot"],
             "trained": dlc["trained"], "max_px": float(dist.max()), "mean_px": float(dist.mean()),
             "max_score": float(np.abs(ours[..., 2] - theirs[..., 2]).max()),
             "mean_score_dlc": float(theirs[..., 2].mean()), "import_s": round(seconds, 1),
@@ -167,6 +176,9 @@ def print_row(row: dict[str, Any]) -> None:
     print(f"  {row['engine']:<10} {row['arch']:<10} {row['frames']} frames  max {row['max_px']:.2e} px  "
           f"mean {row['mean_px']:.2e} px  max score diff {row['max_score']:.2e}  "
           f"({row['trained']}; {'PASS' if row['passed'] else 'FAIL'})", flush=True)
+    if "dlc_self_max_px" in row:
+        print(f"  {'':<10} {'':<10} DeepLabCut vs itself (oneDNN on/off): max {row['dlc_self_max_px']:.2e} px  "
+              f"mean {row['dlc_self_mean_px']:.2e} px  max score diff {row['dlc_self_max_score']:.2e}", flush=True)
 
 
 def speed(args: argparse.Namespace) -> dict[str, Any]:
@@ -210,13 +222,14 @@ def _result_change(a: Path, b: Path) -> dict[str, float]:
 
 def summary(results: dict[str, Any]) -> str:
     lines = ["DeepLabCut vs posezoo import (labeled openfield frames)",
-             f"  {'engine':<10} {'arch':<10} {'max px':>9} {'max score':>10}  verdict"]
+             f"  {'engine':<10} {'arch':<17} {'max px':>9} {'max score':>10}  {'DLC vs DLC px':>13}  verdict"]
     for row in results["parity"]:
         if "error" in row:
-            lines.append(f"  {row['engine']:<10} {row.get('arch', ''):<10} error: {row['error'].splitlines()[0]}")
+            lines.append(f"  {row['engine']:<10} {row.get('arch', ''):<17} error: {row['error'].splitlines()[0]}")
         else:
-            lines.append(f"  {row['engine']:<10} {row['arch']:<10} {row['max_px']:>9.2e} {row['max_score']:>10.2e}  "
-                         f"{'within 0.5 px / 0.01' if row['passed'] else 'OUTSIDE 0.5 px / 0.01'}")
+            own = f"{row['dlc_self_max_px']:>13.2e}" if "dlc_self_max_px" in row else f"{'-':>13}"
+            lines.append(f"  {row['engine']:<10} {row['arch']:<17} {row['max_px']:>9.2e} {row['max_score']:>10.2e}  "
+                         f"{own}  {'within 0.5 px / 0.01' if row['passed'] else 'OUTSIDE 0.5 px / 0.01'}")
     s = results.get("speed")
     if s:
         lines += [f"analyze, resnet_50, {s['frames']} frames of {Path(s['video']).name}",
@@ -231,11 +244,19 @@ def summary(results: dict[str, Any]) -> str:
 # DeepLabCut's side (runs inside its own environment; imports deeplabcut, never posezoo)
 
 def worker(args: argparse.Namespace) -> None:
+    import numpy as np
+
     engine, arch = args.arch.split(":")
     _no_downloads()
     config = _project_copy(args.project, args.cache, engine)
     if args.worker == "train":
         result = _train_and_predict(config, engine, arch, args)
+    elif args.worker == "repredict":  # the same snapshot again, here with TensorFlow's oneDNN kernels off
+        done = json.loads((args.cache / f"train-{engine}-{arch}.json").read_text())
+        poses = _predict_tf(Path(done["snapshot"]).parent, Path(done["snapshot"][:-len(".index")]), done["images"])
+        out = args.cache / f"dlc-{engine}-{arch}-no-onednn.npz"
+        np.savez(out, poses=poses)
+        result = {"predictions": str(out)}
     elif args.worker == "clip":
         result = _clip(config, args.speed_frames)
     elif args.worker == "analyze":
