@@ -313,16 +313,19 @@ def test_overfit_model_assembles_every_animal_within_a_few_pixels(tmp_path):
     from posezoo.training.project import load_project
     from posezoo.training.synthetic_multi import make_multi_project
 
-    project = make_multi_project(tmp_path / "p", n_frames=9, video_frames=2, image_size=(320, 240), seed=5,
+    project = make_multi_project(tmp_path / "p", n_frames=9, video_frames=2, image_size=(256, 192), seed=5,
                                  fewer_prob=0.0)
-    run = train(project, backend="torch", output=tmp_path / "run", progress=False, epochs=300, batch_size=8,
-                eval_every=300, scale=1.0, **{"input.train_size": [224, 320], "split.test_indices": [0],
+    run = train(project, backend="torch", output=tmp_path / "run", progress=False, epochs=250, batch_size=8,
+                eval_every=250, scale=1.0, **{"input.train_size": [192, 256], "split.test_indices": [0],
                                              "augment.enabled": False, "optimizer.lr": 2e-3})
     model = PoseModel.load(export(run, tmp_path / "m.onnx", progress=lambda _m: None).path)
-    labels = load_project(project).labels
-    frames = [load_project(project).load_image(i) for i in range(9)]
-    metrics = evaluate_poses(labels, model.predict(frames, color="rgb"))
-    assert metrics["mAR"] > 90 and metrics["rmse"] < 3.0, metrics
+    trained = list(range(1, 9))  # frame 0 was held out
+    labels = load_project(project).labels[trained]
+    pred = model.predict([load_project(project).load_image(i) for i in trained], color="rgb")
+    metrics = evaluate_poses(labels, pred)
+    assert metrics["mAR"] > 95 and metrics["rmse"] < 2.0, metrics  # measured: 98.3 and 0.61 px
+    found = np.isfinite(pred.xy).all(-1).any(-1).sum()
+    assert found == np.isfinite(labels.xy).all(-1).any(-1).sum()  # every mouse, none merged or split
 
 
 DLC_VENV = Path(__import__("os").environ.get("POSEZOO_DLC_VENV", "/work/dlc-venv"))
@@ -397,3 +400,39 @@ def test_metrics_equal_deeplabcuts_own_code(tmp_path):
     for mine, ref in zip(ours, theirs):
         for key in ("rmse", "rmse_pcutoff", "mAP", "mAR"):
             assert mine[key] == pytest.approx(ref[key], abs=1e-6), (key, mine[key], ref[key])
+
+
+def test_zoo_pack_of_a_multi_animal_run(multi_run, multi_project, tmp_path):
+    image = next((multi_project / "labeled-data" / "mice1").glob("*.png"))
+    _cli("zoo", "pack", multi_run, "--output", tmp_path / "entry", "--sample", image, "--no-speed")
+    entry = json.loads((tmp_path / "entry" / "entry.json").read_text())
+    assert entry["keypoints"] == ["snout", "leftear", "rightear", "neck", "bodycenter", "tailbase"]
+    assert (tmp_path / "entry" / entry["sample"]["file"]).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_tensorflow_trains_and_exports_a_multi_animal_model(multi_project, tmp_path):
+    """The TF backend on the same project: its graph's candidates and affinities equal the
+    numpy reference on its own forward pass, and the export's parity gate passes."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tf2onnx")
+    import onnxruntime as ort
+
+    from posezoo.export import export
+    from posezoo.training.api import train
+    from posezoo.training.predict import multi_outputs
+    from posezoo.training.run import load_run
+    from posezoo.training.tf import trainer
+
+    run_dir = train(multi_project, backend="tf", output=tmp_path / "tf", progress=False, **MULTI_TRAIN)
+    exported = export(run_dir, tmp_path / "tf.onnx", progress=lambda _m: None)
+    assert exported.spec.provenance["parity"]["passed"]
+    run = load_run(run_dir)
+    tf_trainer = trainer(run)
+    tf_trainer.restore("best")
+    frames = np.random.default_rng(0).integers(0, 255, (2, 160, 192, 3), dtype=np.uint8)
+    session = ort.InferenceSession(str(exported.path))
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"frames": frames})))
+    ref = multi_outputs(tf_trainer.forward(frames), run.spec)
+    for key in ("candidates", "affinities"):
+        assert np.abs(got[key] - ref[key]).max() < 1e-3, key
