@@ -265,7 +265,6 @@ class PoseModel:
                 self._static.popitem(last=False)
             return fixed
 
-
     def _static_outputs(self, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         """Output shapes at an input shape: fixed by the spec (multi-animal: candidates per
         keypoint, edges, individuals), so a static session can bind them before it runs."""
