@@ -9,7 +9,8 @@ from typing import Any
 
 from .config import TrainConfig
 from .loop import final_metrics, fit
-from .run import Run, backend_module, create_run, discard_run, load_run
+from .distributed import SINGLE, World, launched
+from .run import Run, RunError, backend_module, create_run, discard_run, load_run
 
 # Friendly keyword overrides -> dotted config keys.
 _ALIASES = {"model": "model.name", "epochs": "train.epochs", "batch_size": "train.batch_size",
@@ -39,11 +40,17 @@ def train(project: str | Path | None = None, *, backend: str | None = None, outp
 
     ``resume=True`` continues the run at ``output`` from its last snapshot (the config, split and
     backend are read back from the run, so nothing needs to be repeated).
+
+    Under torchrun (``WORLD_SIZE`` > 1, PyTorch backend) every process calls this: rank 0 creates
+    the run directory and the others open it, each trains on its share of every global batch
+    (``batch_size`` is the global batch), and rank 0 alone writes the log, snapshots and metrics.
     """
     if resume:
         if output is None:
             raise ValueError("resume needs the run directory (output=...)")
         run = load_run(output)
+        world = _join(run.backend, run.cfg.train.device)
+        fit(run, resume=resume, progress=progress)
     else:
         if project is None:
             raise ValueError("train needs a DeepLabCut project directory (or its config.yaml)")
@@ -57,21 +64,52 @@ def train(project: str | Path | None = None, *, backend: str | None = None, outp
         stride = module.model_stride(cfg)
         if cfg.targets.stride != stride:  # targets are made at the network's own output stride
             cfg = cfg.with_overrides({"targets.stride": stride})
-        run = create_run(project, cfg, output)
-        _write_spec(run)
+        world = _join(cfg.backend, cfg.train.device)
+        run = _shared_run(world, project, cfg, output)
         try:
             fit(run, resume=resume, progress=progress)
         except BaseException:
             # A run that failed before its first snapshot (an unreadable image, say) holds nothing
             # worth resuming: remove it, so the corrected command can run into the same --output.
-            if not any(run.snapshots.glob("last.*")):
+            if world.main and not any(run.snapshots.glob("last.*")):
                 discard_run(run)
             raise
+    if world.main:
         final_metrics(run)
-        return run.path
-    fit(run, resume=resume, progress=progress)
-    final_metrics(run)
+    world.barrier()  # the others wait for rank 0's metrics: a group torn down early aborts it
+    world.close()
     return run.path
+
+
+def _join(backend: str, device: str) -> World:
+    """This process's place among the training processes torchrun started (alone without it)."""
+    world = launched()
+    if world.size == 1:
+        return SINGLE
+    if backend != "torch":
+        raise RunError(f"{world.size} processes were started (WORLD_SIZE={world.size}), but only the torch backend "
+                       "trains across processes; the TF backend trains on several devices of one machine in one "
+                       "process: run it without torchrun, with --devices N")
+    from .torch.distributed import join
+
+    return join(device)
+
+
+def _shared_run(world: World, project: str | Path, cfg: TrainConfig, output: str | Path | None) -> Run:
+    """Rank 0 creates the run directory; the other ranks open the one it created."""
+    if world.main:
+        try:
+            run = create_run(project, cfg, output)
+            _write_spec(run)
+        except BaseException as exc:
+            world.broadcast(("error", f"{type(exc).__name__}: {exc}"))
+            raise
+        world.broadcast(("ok", str(run.path)))
+        return run
+    status, text = world.broadcast(None)
+    if status != "ok":
+        raise RunError(f"rank 0 could not create the run: {text}")
+    return load_run(text)
 
 
 def _write_spec(run: Run) -> None:

@@ -537,6 +537,11 @@ class BatchLoader:
     iteration runs one epoch and then moves to the next; `set_epoch(e)` picks the epoch the
     next iteration runs, which is what exact resume needs. Samples are prepared on `workers`
     threads (OpenCV releases the GIL) with at most `prefetch` batches prepared ahead.
+
+    Under data-parallel training (`rank` of `world` processes), `batch_size` is the global batch
+    and each process prepares its contiguous 1/world share of every global batch. Augmentation is
+    seeded by position in the epoch, so each rank draws its own samples' augmentations and the
+    union over ranks is exactly the batch a single process would prepare.
     """
 
     KEYS = ("image", "heatmap", "locref", "locref_mask", "weight", "coords")
@@ -545,7 +550,7 @@ class BatchLoader:
                  batch_size: int, out_size: tuple[int, int], aug: AugmentConfig, targets: TargetConfig,
                  flip_pairs: Pairs = (), seed: int = 0, workers: int = 2, prefetch: int = 2,
                  shuffle: bool = True, drop_last: bool = True, graph: Pairs | None = None,
-                 paf_width: float = 8.0, identities: int = 0) -> None:
+                 paf_width: float = 8.0, identities: int = 0, rank: int = 0, world: int = 1) -> None:
         self.coords = np.asarray(coords, dtype=np.float64)
         self.multi = self.coords.ndim == 4
         if self.coords.shape[-1] != 2 or self.coords.ndim not in (3, 4):
@@ -576,6 +581,10 @@ class BatchLoader:
         self.flip_pairs = [(int(i), int(j)) for i, j in flip_pairs]
         self.seed, self.workers, self.prefetch = int(seed), int(workers), max(1, int(prefetch))
         self.shuffle, self.drop_last = shuffle, drop_last
+        if world < 1 or not 0 <= rank < world or batch_size % world:
+            raise ValueError(f"batch_size {batch_size} (the global batch) must be a multiple of the {world} training "
+                             f"processes, and rank {rank} one of them")
+        self.rank, self.world = int(rank), int(world)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -644,9 +653,14 @@ class BatchLoader:
         stop = len(self) * self.batch_size if self.drop_last else order.size
         starts = range(0, stop, self.batch_size)
         if self.workers <= 0:
-            return (self._collate([self._sample_at(epoch, p, int(order[p]))
-                                   for p in range(s, min(s + self.batch_size, stop))]) for s in starts)
+            return (self._collate([self._sample_at(epoch, p, int(order[p])) for p in self._positions(s, stop)])
+                    for s in starts)
         return self._threaded(epoch, order, starts, stop)
+
+    def _positions(self, start: int, stop: int) -> range:
+        """Positions in the epoch of this process's share of the global batch starting at ``start``."""
+        n = min(start + self.batch_size, stop) - start
+        return range(start + self.rank * n // self.world, start + (self.rank + 1) * n // self.world)
 
     def _threaded(self, epoch: int, order: np.ndarray, starts: range, stop: int) -> Iterator[dict[str, np.ndarray]]:
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="posezoo-data")
@@ -656,8 +670,7 @@ class BatchLoader:
         def submit() -> None:
             s = next(todo, None)
             if s is not None:
-                pending.append([pool.submit(self._sample_at, epoch, p, int(order[p]))
-                                for p in range(s, min(s + self.batch_size, stop))])
+                pending.append([pool.submit(self._sample_at, epoch, p, int(order[p])) for p in self._positions(s, stop)])
 
         try:
             for _ in range(self.prefetch):

@@ -3,6 +3,9 @@ evaluation, log.csv, last/best snapshots, time limit, exact resume, and the fina
 
 A backend supplies a `Trainer` (one optimisation step, the eval-mode forward pass, saving and
 restoring a snapshot) and nothing else, so the recipe cannot differ between PyTorch and TF.
+Under data-parallel training (a trainer with a `world` of several processes) every rank steps
+through its share of each batch; rank 0 alone evaluates, logs and writes snapshots, and its clock
+decides when a time limit is reached.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from tqdm.auto import tqdm
 
 from posezoo.runtime.metrics import evaluate_poses
 
+from .distributed import SINGLE, World
 from .predict import Forward, Predictor, predictor
 from .run import Run, append_log, backend_module, truncate_log, write_json
 from .schedule import lr_at
@@ -55,21 +59,24 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
     """Train ``run`` (continuing from its last snapshot with ``resume``)."""
     cfg = run.cfg
     trainer: Trainer = backend_module(run.backend).trainer(run)
+    world: World = getattr(trainer, "world", SINGLE)
+    main = world.main
     predict = predictor(trainer.forward, run.spec)
     start_epoch, elapsed, best = 0, 0.0, {"test_rmse": math.inf, "epoch": -1}
     log_path = run.path / "log.csv"
     if resume and trainer.has_snapshot("last"):
         state = trainer.restore("last")
         start_epoch, elapsed, best = state["epoch"] + 1, state["elapsed_s"], state["best"]
-        truncate_log(log_path, start_epoch)
-    elif log_path.exists():
+        if main:
+            truncate_log(log_path, start_epoch)
+    elif log_path.exists() and main:
         log_path.unlink()
 
-    loader = run.train_loader()
+    loader = run.train_loader(world.rank, world.size)
     steps = len(loader)
     deadline = cfg.train.time_limit_minutes * 60 if cfg.train.time_limit_minutes else math.inf
     bar = tqdm(range(start_epoch, cfg.train.epochs), initial=start_epoch, total=cfg.train.epochs,
-               desc=f"train {cfg.model.name} ({run.backend})", unit="epoch", disable=not progress,
+               desc=f"train {cfg.model.name} ({run.backend})", unit="epoch", disable=not (progress and main),
                dynamic_ncols=True)
     epoch = start_epoch - 1
     for epoch in bar:
@@ -81,35 +88,48 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
             lr = lr_at(_progress(epoch + step / steps, elapsed + time.perf_counter() - t0, deadline, cfg), cfg)
             losses = trainer.step(batch, lr)
             sums = sums + losses if len(sums) else np.asarray(losses, np.float64)
-        elapsed += time.perf_counter() - t0
+        elapsed = world.broadcast(elapsed + time.perf_counter() - t0)  # rank 0's clock: all stop together
         sums = np.pad(sums, (0, 4 - len(sums)), constant_values=np.nan)  # heatmap, locref, paf, identity
         row: dict[str, Any] = {"epoch": epoch, "step": (epoch + 1) * steps, "loss": np.nansum(sums) / steps,
                                "heatmap_loss": sums[0] / steps, "locref_loss": sums[1] / steps, "lr": lr,
                                "elapsed_s": round(elapsed, 2)}
         row.update({k: v / steps for k, v in zip(("paf_loss", "identity_loss"), sums[2:]) if np.isfinite(v)})
         last = epoch == cfg.train.epochs - 1 or elapsed >= deadline
-        if (epoch + 1) % cfg.train.eval_every == 0 or last:
+        if main and ((epoch + 1) % cfg.train.eval_every == 0 or last):
             m = evaluate_split(run, predict, run.split.test)
             row.update(test_rmse=m.get("rmse"), test_rmse_pcutoff=m.get("rmse_pcutoff"), test_mAP=m.get("mAP"))
             bar.set_postfix(loss=f"{row['loss']:.4f}", test_rmse=f"{m.get('rmse', float('nan')):.2f}px")
         else:
             bar.set_postfix(loss=f"{row['loss']:.4f}")
-        # The log row goes first: a kill between it and the snapshot only repeats this epoch on
-        # resume (its row is truncated and rewritten), never loses the row.
-        append_log(log_path, row)
-        state = {"epoch": epoch, "elapsed_s": elapsed, "best": best, "model_name": cfg.model.name}
-        if row.get("test_rmse") is not None and row["test_rmse"] < best["test_rmse"]:
-            best = {"test_rmse": row["test_rmse"], "epoch": epoch}
-            state["best"] = best
-            trainer.save("best", state)
-        trainer.save("last", state)
+        if main:
+            _record(trainer, log_path, row, epoch, elapsed, best, cfg.model.name)
+            best = _best(row, best, epoch)
         if elapsed >= deadline:
             bar.write(f"time limit of {cfg.train.time_limit_minutes} min reached after epoch {epoch}")
             break
     bar.close()
-    if not trainer.has_snapshot("best") and trainer.has_snapshot("last"):
+    if main and not trainer.has_snapshot("best") and trainer.has_snapshot("last"):
         trainer.save("best", trainer.restore("last"))
     return {"epochs_done": epoch + 1, "elapsed_s": elapsed, "best": best}
+
+
+def _best(row: dict[str, Any], best: dict[str, Any], epoch: int) -> dict[str, Any]:
+    if row.get("test_rmse") is not None and row["test_rmse"] < best["test_rmse"]:
+        return {"test_rmse": row["test_rmse"], "epoch": epoch}
+    return best
+
+
+def _record(trainer: Trainer, log_path: Any, row: dict[str, Any], epoch: int, elapsed: float,
+            best: dict[str, Any], model_name: str) -> None:
+    """Rank 0's end of an epoch: the log row, then the snapshots. The row goes first: a kill
+    between it and the snapshot only repeats this epoch on resume (its row is truncated and
+    rewritten), never loses the row."""
+    append_log(log_path, row)
+    new_best = _best(row, best, epoch)
+    state = {"epoch": epoch, "elapsed_s": elapsed, "best": new_best, "model_name": model_name}
+    if new_best is not best:
+        trainer.save("best", state)
+    trainer.save("last", state)
 
 
 def _progress(epochs_done: float, elapsed: float, deadline: float, cfg: Any) -> float:

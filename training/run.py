@@ -179,8 +179,9 @@ class Run:
         """Project images (RGB) by index."""
         return [self.project.load_image(i) for i in indices]
 
-    def train_loader(self) -> BatchLoader:
-        """Augmented training batches: the same arrays for every backend."""
+    def train_loader(self, rank: int = 0, world: int = 1) -> BatchLoader:
+        """Augmented training batches: the same arrays for every backend (this process's share of
+        each global batch when ``world`` processes train together)."""
         cfg = self.cfg
         images, coords = self.scaled_samples(list(range(len(self.project))))
         names = self.project.keypoints + self.project.labels.unique_keypoints
@@ -193,7 +194,8 @@ class Run:
                      "identities": len(spec.multi.individuals) if spec.multi.identity else 0}
         return BatchLoader(images, coords, self.split.train, batch_size=cfg.train.batch_size,
                            out_size=tuple(cfg.input.train_size), aug=cfg.augment, targets=cfg.targets,
-                           flip_pairs=pairs, seed=cfg.train.seed, workers=cfg.train.workers, **extra)
+                           flip_pairs=pairs, seed=cfg.train.seed, workers=cfg.train.workers, rank=rank, world=world,
+                           **extra)
 
     def scaled_samples(self, indices: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
         """Images at the network's input scale (the spec's host geometry, unpadded) and their

@@ -6,6 +6,10 @@ missing backend gets a message naming the extra to install.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,17 +36,45 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CommandError("give the DeepLabCut project directory (or its config.yaml) to train on")
     if args.backend:
         require_extra({"torch": "torch", "tf": "tensorflow"}[args.backend], args.backend)
+    if args.devices > 1 and args.backend != "tf" and "WORLD_SIZE" not in os.environ:
+        return _under_torchrun(args)
     from posezoo.training.api import train
 
     overrides = _parse_sets(args.set)
+    if args.devices > 1 and args.backend == "tf":
+        overrides["train.devices"] = args.devices
     t0 = time.perf_counter()
     run_dir = train(args.project, backend=args.backend, output=args.output, config=args.config,
                     resume=args.resume, progress=not args.quiet, model=args.model, epochs=args.epochs,
                     batch_size=args.batch_size, time_limit_minutes=args.time_limit, **overrides)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 reports
     _print_metrics(run_dir)
     print(f"run directory: {run_dir}  ({time.perf_counter() - t0:.0f} s)")
     print(f"next: posezoo export {run_dir}")
     return 0
+
+
+def _under_torchrun(args: argparse.Namespace) -> int:
+    """`--devices N`: the same command again, as N processes under torchrun on this machine."""
+    if args.output is None:
+        raise CommandError("--devices needs --output RUN_DIR: every process must name the same run directory")
+    require_extra("torch", "torch")
+    argv, skip = [], False
+    for item in args.argv:  # the command as given, less --devices
+        if skip:
+            skip = False
+        elif item == "--devices":
+            skip = True
+        elif not item.startswith("--devices="):
+            argv.append(item)
+    with socket.socket() as s:  # a free port for the rendezvous, on loopback: all processes are here
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.devices),
+               "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "posezoo.runtime.cli", *argv]
+    print(f"starting {args.devices} training processes: {' '.join(command[2:8])} ...", flush=True)
+    return subprocess.run(command).returncode
 
 
 def _print_metrics(run_dir: Path) -> None:
@@ -91,13 +123,18 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--backend", choices=["torch", "tf"], help="training framework (default: the config's, torch)")
     p.add_argument("--model", help="network name (e.g. lite, resnet50); see the README's table")
     p.add_argument("--epochs", type=int, help="number of epochs")
-    p.add_argument("--batch-size", type=int, help="images per step")
+    p.add_argument("--batch-size", type=int, help="images per step (with several processes: all of them together)")
     p.add_argument("--time-limit", type=float, metavar="MIN", help="stop after this many minutes of training")
     p.add_argument("--config", type=Path, help="a training config YAML (defaults are used for missing keys)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.lr=0.002 (repeatable)")
     p.add_argument("--output", "-o", type=Path, help="run directory (default: PROJECT/posezoo-runs/<time>-<model>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last snapshot")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="train on N devices of this machine: torch starts N processes under torchrun "
+                        "(DistributedDataParallel, one GPU each; gloo on CPUs), TF uses MirroredStrategy over N "
+                        "GPUs in one process. --batch-size stays the global batch. Across machines, start "
+                        "`torchrun ... -m posezoo.runtime.cli train ...` yourself (README, 'Clusters')")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_train)
 

@@ -1,22 +1,35 @@
 """The PyTorch `Trainer`: AdamW steps on the shared batches, eval-mode forward, atomic snapshots.
 
 The loop itself (schedule, evaluation, log, resume) is `posezoo.training.loop`, shared with TF.
+Under torchrun the network is wrapped in DistributedDataParallel: each rank runs its share of the
+global batch, and every loss is divided by its normaliser summed over the ranks, so the averaged
+gradient is the single-process gradient of the whole batch.
 """
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from posezoo.runtime.files import atomic_output
 from posezoo.runtime.session import physical_cores
 
 from ..run import SNAPSHOT_HELP, Run, RunError
+from .distributed import all_reduce_sum, join, uses_cuda
 from .nets import PoseNet, create_model
+
+#: A loss term's normaliser -> what the term is divided by (the sum over ranks under DDP).
+Norm = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _at_least_one(total: torch.Tensor) -> torch.Tensor:
+    return total.clamp(min=1)
 
 
 def build_net(run: Run) -> PoseNet:
@@ -28,7 +41,7 @@ def build_net(run: Run) -> PoseNet:
 
 
 def multi_losses(net_out: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor], paf_weight: float,
-                 identity_weight: float) -> list[torch.Tensor]:
+                 identity_weight: float, norm: Norm = _at_least_one) -> list[torch.Tensor]:
     """Part-affinity fields: smooth-L1 averaged over every cell (most are zero: no field off
     the limbs); identity: cross-entropy on the cells near a keypoint of a known individual."""
     paf = F.smooth_l1_loss(net_out[2], batch["paf"], beta=1.0)
@@ -37,19 +50,19 @@ def multi_losses(net_out: tuple[torch.Tensor, ...], batch: dict[str, torch.Tenso
         target = batch["identity"]
         ident = F.cross_entropy(net_out[3], target.clamp(min=0), reduction="none")
         known = (target >= 0).to(ident.dtype)
-        out.append(identity_weight * (ident * known).sum() / known.sum().clamp(min=1))
+        out.append(identity_weight * (ident * known).sum() / norm(known.sum()))
     return out
 
 
 def losses(net_out: tuple[torch.Tensor, torch.Tensor], batch: dict[str, torch.Tensor],
-           locref_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+           locref_weight: float, norm: Norm = _at_least_one) -> tuple[torch.Tensor, torch.Tensor]:
     logits, locref = net_out
     weight = batch["weight"][:, :, None, None]
     heat = F.binary_cross_entropy_with_logits(logits, batch["heatmap"], reduction="none")
-    heat_loss = (heat * weight).sum() / (weight.sum() * logits.shape[2] * logits.shape[3]).clamp(min=1)
+    heat_loss = (heat * weight).sum() / norm(weight.sum() * logits.shape[2] * logits.shape[3])
     mask = (batch["locref_mask"] * batch["weight"][:, :, None, None])[:, :, None]
     loc = F.smooth_l1_loss(locref, batch["locref"], reduction="none", beta=1.0) * mask
-    loc_loss = loc.sum() / (2 * mask.sum()).clamp(min=1)
+    loc_loss = loc.sum() / norm(2 * mask.sum())
     return heat_loss, locref_weight * loc_loss
 
 
@@ -61,11 +74,22 @@ class TorchTrainer:
     def __init__(self, run: Run) -> None:
         cfg = run.cfg
         self.run = run
-        torch.set_num_threads(cfg.train.threads or physical_cores())
+        self.world = join(cfg.train.device)
+        # processes on one machine share its cores
+        torch.set_num_threads(cfg.train.threads or max(1, physical_cores() // self.world.local_size))
         torch.manual_seed(cfg.train.seed)
-        self.net = build_net(run)
+        cuda = uses_cuda(cfg.train.device)
+        self.device = torch.device(_cuda_device(cfg.train.device, self.world.local_rank, self.world.size) if cuda
+                                   else "cpu")
+        self.net = build_net(run).to(self.device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.optimizer.lr,
                                      weight_decay=cfg.optimizer.weight_decay)
+        self.norm: Norm = _at_least_one
+        self._ddp: torch.nn.Module | None = None  # wrapped at the first step: a trainer that only
+        # evaluates (rank 0's final metrics) must not wait for the other ranks
+        if self.world.size > 1:
+            size = self.world.size
+            self.norm = lambda total: all_reduce_sum(total).clamp(min=1) / size
 
     def path(self, name: str) -> Path:
         return self.run.snapshots / f"{name}.pt"
@@ -75,26 +99,36 @@ class TorchTrainer:
 
     def step(self, batch: dict[str, np.ndarray], lr: float) -> tuple[float, ...]:
         self.net.train()
+        if self.world.size > 1:
+            lr = self.world.broadcast(lr)  # a time-limited schedule follows each rank's own clock
         for group in self.opt.param_groups:
             group["lr"] = lr
-        tensors = {k: torch.from_numpy(batch[k]) for k in self.TARGETS if k in batch}
-        out = self.net(tensors["image"])
-        terms = list(losses(out[:2], tensors, self.run.cfg.train.locref_weight))
+        tensors = {k: torch.from_numpy(batch[k]).to(self.device) for k in self.TARGETS if k in batch}
+        out = self._train_model()(tensors["image"])
+        terms = list(losses(out[:2], tensors, self.run.cfg.train.locref_weight, self.norm))
         if "paf" in tensors:
             multi = self.run.cfg.multi
-            terms += multi_losses(out, tensors, multi.paf_weight, multi.identity_weight)
+            terms += multi_losses(out, tensors, multi.paf_weight, multi.identity_weight, self.norm)
         self.opt.zero_grad(set_to_none=True)
         sum(terms).backward()  # type: ignore[union-attr]
         self.opt.step()
-        return tuple(t.item() for t in terms)
+        # each rank's terms are its share of the global batch's: their mean is the batch's loss
+        return self.world.mean(tuple(t.item() for t in terms))
+
+    def _train_model(self) -> torch.nn.Module:
+        if self.world.size == 1:
+            return self.net
+        if self._ddp is None:
+            self._ddp = DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == "cuda" else None)
+        return self._ddp
 
     @torch.no_grad()
     def forward(self, frames: np.ndarray) -> tuple[np.ndarray, ...]:
         self.net.eval()
-        logits, locref, *extra = self.net(torch.from_numpy(frames))
-        out = [torch.sigmoid(logits).numpy(), locref.numpy()]
+        logits, locref, *extra = self.net(torch.from_numpy(frames).to(self.device))
+        out = [torch.sigmoid(logits).cpu().numpy(), locref.cpu().numpy()]
         for name, value in zip(getattr(self.net, "heads", {}), extra):
-            out.append(torch.softmax(value, 1).numpy() if name == "identity" else value.numpy())
+            out.append((torch.softmax(value, 1) if name == "identity" else value).cpu().numpy())
         return tuple(out)
 
     def save(self, name: str, state: dict[str, Any]) -> None:
@@ -120,3 +154,10 @@ class TorchTrainer:
     def state_arrays(self) -> list[tuple[str, np.ndarray]]:
         """The weights as (name, array) pairs, for the exported model's weights hash."""
         return [(k, t.detach().cpu().contiguous().numpy()) for k, t in self.net.state_dict().items()]
+
+
+def _cuda_device(device: str, local_rank: int, world_size: int) -> str:
+    """A process's GPU: its local rank's under torchrun, else the one ``train.device`` names."""
+    if world_size > 1:
+        return f"cuda:{local_rank}"
+    return device.replace("gpu", "cuda") if ":" in device else "cuda"
