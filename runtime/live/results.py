@@ -10,9 +10,9 @@ frames that fail to decode do in ``analyze``. Beside it:
   processors' ``actions``;
 - ``<stem>_meta.json``: the session (model, source, counts, latency percentiles, how it ended).
 
-The timestamps live in their own file, not as a second table in the .h5, because DeepLabCut and
-movement read that file with ``pd.read_hdf(path)``, which refuses a file with two tables. Both
-tables stream to ``.partial`` files (flushed every second) that are renamed when the session
+The timestamps live in their own file, not as a second table in the .h5, because DeepLabCut's
+helpers and many lab scripts read that file with ``pd.read_hdf(path)`` and no key, which fails on
+a file with two tables. Both tables stream to ``.partial`` files (flushed every second) that are renamed when the session
 ends, as ``analyze`` does.
 """
 from __future__ import annotations
