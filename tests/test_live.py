@@ -236,12 +236,17 @@ def test_ctrl_c_stops_cleanly_with_complete_results(model, tmp_path):
     def camera() -> np.ndarray:  # a callable camera that never ends
         return frames[next(endless) % len(frames)]
 
-    timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        rep = run_live(model, CallableSource(camera, fps=100), tmp_path / "ctrlc.h5", progress=False)
-    finally:
-        timer.cancel()
+    def press_ctrl_c() -> None:  # once the session runs (its files exist), as a user would
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ctrlc_timestamps.csv.partial").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    rep = run_live(model, CallableSource(camera, fps=100), tmp_path / "ctrlc.h5", progress=False)
+    presser.join()
     assert rep.stop_reason == "interrupted" and rep.message == "stopped by Ctrl-C" and rep.complete
     assert rep.captured > 5
     check_results(rep.results, np.concatenate([truth] * (rep.captured // 50 + 1)), rep.captured)
