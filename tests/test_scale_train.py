@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -133,3 +134,57 @@ def test_tf_backend_is_not_started_under_torchrun(project: Path, tmp_path: Path)
     done = subprocess.run(_cli("train", project, "--backend", "tf", "--epochs", "1", "--output", tmp_path / "r"),
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 2 and "only the torch backend trains across processes" in done.stderr
+
+
+_TF_MIRRORED = r"""
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]  # two logical devices: what MirroredStrategy mirrors over here
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import h5py, numpy as np
+from posezoo.training import loop
+from posezoo.training.api import train
+
+project, out = sys.argv[1], sys.argv[2]
+settings = {"model": "lite", "epochs": 5, "batch_size": 8, "model.norm": "group", "input.scale": 1.0,
+            "input.train_size": [96, 96], "train.eval_every": 100, "train.threads": 1}
+one = train(project, backend="tf", output=out + "/one", progress=False, **settings)
+
+append = loop.append_log
+def stop_after_two_epochs(path, row):  # an interruption between epoch 2's log row and its snapshot
+    if row["epoch"] == 2:
+        raise KeyboardInterrupt
+    append(path, row)
+loop.append_log = stop_after_two_epochs
+try:
+    train(project, backend="tf", output=out + "/two", progress=False, **settings, **{"train.devices": 2})
+except KeyboardInterrupt:
+    pass
+loop.append_log = append
+two = train(backend="tf", output=out + "/two", resume=True, progress=False)
+
+def weights(run):
+    found = {}
+    with h5py.File(f"{run}/snapshots/last.weights.h5", "r") as fh:
+        fh.visititems(lambda name, obj: found.update({name: obj[()]}) if isinstance(obj, h5py.Dataset)
+                      and not name.startswith("posezoo") else None)
+    return found
+a, b = weights(one), weights(two)
+assert a.keys() == b.keys()
+rows = [line.split(",")[0] for line in open(f"{two}/log.csv").read().splitlines()[1:]]
+print(json.dumps({"max_difference": max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in a),
+                  "epochs": rows}))
+"""
+
+
+@pytest.mark.tf
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
+def test_tf_mirrored_strategy_on_two_devices_matches_one_and_resumes(project: Path, tmp_path: Path):
+    """No GPU here: the CPU is split into two logical devices, which MirroredStrategy mirrors over
+    exactly as over two GPUs (replicas, cross-device reduction); not a speed test."""
+    done = subprocess.run([sys.executable, "-c", _TF_MIRRORED, str(project), str(tmp_path)], capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["epochs"] == ["0", "1", "2", "3", "4"]
+    assert result["max_difference"] < 1e-5

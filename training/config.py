@@ -179,13 +179,14 @@ class TrainLoopConfig:
     eval_every: int = 20
     seed: int = 0
     device: str = "auto"
+    devices: int = 1  # TF: MirroredStrategy replicas on one machine (torch: processes, see `posezoo train --devices`)
     workers: int = 2
     threads: int | None = None
     time_limit_minutes: float | None = None
     locref_weight: float = 0.05
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "eval_every"):
+        for key in ("epochs", "batch_size", "eval_every", "devices"):
             _require(getattr(self, key) >= 1, f"train.{key}", f"must be >= 1, got {getattr(self, key)}")
         _require(self.seed >= 0, "train.seed", f"must be >= 0, got {self.seed}")
         _require(self.workers >= 0, "train.workers", f"must be >= 0, got {self.workers}")

@@ -5,10 +5,16 @@ A snapshot is one Keras ``.weights.h5`` file (``model.load_weights`` reads it as
 ``posezoo`` group added before it is renamed into place: the optimizer's variables, the dropout
 seed generators' state and the loop state (epoch, elapsed time, best). One file, so the weights and the optimizer state that belong
 together are replaced together.
+
+With ``train.devices`` N > 1 the model trains under MirroredStrategy on N devices of this machine:
+each replica takes its share of the global batch, divides its losses by normalisers summed over
+the replicas, and Keras sums the replicas' gradients, so the step is the single-device step of
+the whole batch.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ContextManager
@@ -38,22 +44,33 @@ def build_model(run: Run) -> keras.Model:
     return add_heads(create_model(run.cfg.model.name, run.channels, **run.cfg.model.kwargs), run.heads())
 
 
-def multi_losses(extra: list[Any], batch: dict[str, Any], paf_weight: float, identity_weight: float) -> list[Any]:
+def _at_least_one(total: Any) -> Any:
+    return tf.maximum(total, 1.0)
+
+
+def multi_losses(extra: list[Any], batch: dict[str, Any], paf_weight: float, identity_weight: float,
+                 norm: Callable[[Any], Any] | None = None) -> list[Any]:
     """The torch backend's `multi_losses` in TF: smooth-L1 on the fields averaged over every
-    cell, cross-entropy on the identity of cells near a known individual's keypoint."""
+    cell, cross-entropy on the identity of cells near a known individual's keypoint. ``norm``
+    (under MirroredStrategy) turns a replica's normaliser into the one of the whole batch."""
     paf = tf.convert_to_tensor(batch["paf"], tf.float32)
     diff = tf.abs(extra[0] - paf)
-    out = [paf_weight * tf.reduce_mean(tf.where(diff < 1.0, 0.5 * diff * diff, diff - 0.5))]
+    field = tf.where(diff < 1.0, 0.5 * diff * diff, diff - 0.5)
+    if norm is None:
+        out = [paf_weight * tf.reduce_mean(field)]
+    else:
+        out = [paf_weight * tf.reduce_sum(field) / norm(tf.cast(tf.size(field), tf.float32))]
     if "identity" in batch:
         target = tf.convert_to_tensor(batch["identity"], tf.int64)
         logits = tf.transpose(extra[1], (0, 2, 3, 1))  # back to classes last
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(target, 0), logits=logits)
         known = tf.cast(target >= 0, tf.float32)
-        out.append(identity_weight * tf.reduce_sum(ce * known) / tf.maximum(tf.reduce_sum(known), 1.0))
+        out.append(identity_weight * tf.reduce_sum(ce * known) / (norm or _at_least_one)(tf.reduce_sum(known)))
     return out
 
 
-def losses(outputs: tuple[Any, Any], batch: dict[str, Any], locref_weight: float) -> tuple[Any, Any]:
+def losses(outputs: tuple[Any, Any], batch: dict[str, Any], locref_weight: float,
+           norm: Callable[[Any], Any] = _at_least_one) -> tuple[Any, Any]:
     """Weighted BCE-with-logits on heatmaps + masked smooth-L1 (beta 1) on locref, normalised
     exactly as the torch loop normalises them; ``outputs`` are the model's NHWC tensors, the
     targets are the data pipeline's (N, K, ...) arrays."""
@@ -62,11 +79,11 @@ def losses(outputs: tuple[Any, Any], batch: dict[str, Any], locref_weight: float
     weight = tf.convert_to_tensor(batch["weight"], tf.float32)[:, :, None, None]
     cells = tf.cast(tf.shape(logits)[2] * tf.shape(logits)[3], tf.float32)
     heat = tf.nn.sigmoid_cross_entropy_with_logits(labels=heatmap, logits=logits)
-    heat_loss = tf.reduce_sum(heat * weight) / tf.maximum(tf.reduce_sum(weight) * cells, 1.0)
+    heat_loss = tf.reduce_sum(heat * weight) / norm(tf.reduce_sum(weight) * cells)
     mask = (tf.convert_to_tensor(batch["locref_mask"], tf.float32) * weight)[:, :, None]
     diff = tf.abs(locref - tf.convert_to_tensor(batch["locref"], tf.float32))
     smooth_l1 = tf.where(diff < 1.0, 0.5 * diff * diff, diff - 0.5)
-    loc_loss = tf.reduce_sum(smooth_l1 * mask) / tf.maximum(2.0 * tf.reduce_sum(mask), 1.0)
+    loc_loss = tf.reduce_sum(smooth_l1 * mask) / norm(2.0 * tf.reduce_sum(mask))
     return heat_loss, locref_weight * loc_loss
 
 
@@ -144,6 +161,22 @@ def device_scope(device: str) -> ContextManager[Any]:
     return tf.device(f"/GPU:{index}")
 
 
+def make_strategy(devices: int, device: str, batch_size: int) -> Any:
+    """MirroredStrategy over ``devices`` GPUs of this machine (or logical CPU devices where there
+    are no GPUs and the process configured several); None for one device."""
+    if devices <= 1:
+        return None
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")] if device != "cpu" else []
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    names = gpus if gpus else cpus
+    if len(names) < devices:
+        raise RunError(f"train.devices is {devices} but TensorFlow sees {len(gpus)} GPU(s) and {len(cpus)} CPU "
+                       f"device(s); use at most {max(len(gpus), 1)}, or train with torch under torchrun")
+    if batch_size % devices:
+        raise RunError(f"train.batch_size {batch_size} (the global batch) must be a multiple of train.devices {devices}")
+    return tf.distribute.MirroredStrategy(names[:devices])
+
+
 class TFTrainer:
     """The run's Keras model and AdamW optimiser; snapshots are ``snapshots/{last,best}.weights.h5``."""
 
@@ -152,13 +185,15 @@ class TFTrainer:
         self.run = run
         configure_threads(cfg.train.threads or physical_cores())
         keras.utils.set_random_seed(cfg.train.seed)
-        self.model = build_model(run)
+        self.strategy = make_strategy(cfg.train.devices, cfg.train.device, cfg.train.batch_size)
+        with self.strategy.scope() if self.strategy else nullcontext():
+            self.model = build_model(run)
+            self.opt = make_optimizer(run)
+            self.opt.build(self.model.trainable_variables)
         if self.model.pose_stride != cfg.targets.stride:
             raise RunError(f"{run.path / 'config.yaml'}: model {cfg.model.name!r} has output stride "
                            f"{self.model.pose_stride} but targets.stride is {cfg.targets.stride}; make them equal")
-        self.opt = make_optimizer(run)
-        self.opt.build(self.model.trainable_variables)
-        self.device = cfg.train.device
+        self.device = "auto" if self.strategy else cfg.train.device  # the strategy places the replicas
         self._forward = forward_fn(self.model)
         locref_weight = float(cfg.train.locref_weight)
         model, opt, variables = self.model, self.opt, self.model.trainable_variables
@@ -177,13 +212,50 @@ class TFTrainer:
             opt.apply_gradients(zip(grads, variables))
             return tuple(terms)
 
-        self._train_step = train_step
+        self._train_step = train_step if self.strategy is None else self._mirrored_step(locref_weight)
 
     def path(self, name: str) -> Path:
         return snapshot_path(self.run, name)
 
     def has_snapshot(self, name: str) -> bool:
         return self.path(name).is_file()
+
+    def _mirrored_step(self, locref_weight: float) -> Callable[[dict[str, np.ndarray]], tuple[Any, ...]]:
+        """The train step under MirroredStrategy: a global batch in, the whole batch's losses out."""
+        strategy, model, opt = self.strategy, self.model, self.opt
+        variables = model.trainable_variables
+        heads, multi = getattr(model, "heads", {}), self.run.cfg.multi
+        total_sum = tf.distribute.ReduceOp.SUM
+
+        def norm(total: Any) -> Any:  # a replica's normaliser -> the whole batch's
+            return tf.maximum(tf.distribute.get_replica_context().all_reduce(total_sum, total), 1.0)
+
+        def replica_step(batch: dict[str, Any]) -> tuple[Any, ...]:
+            with tf.GradientTape() as tape:
+                outputs = model(tf.cast(batch["image"], tf.float32), training=True)
+                terms = list(losses(outputs[:2], batch, locref_weight, norm))
+                if heads:
+                    terms += multi_losses(extra_layout(outputs[2:], heads), batch, multi.paf_weight,
+                                          multi.identity_weight, norm)
+                total = tf.add_n(terms)
+            opt.apply_gradients(zip(tape.gradient(total, variables), variables))  # Keras sums over replicas
+            return tuple(terms)
+
+        @tf.function
+        def step(batch: Any) -> tuple[Any, ...]:
+            return tuple(strategy.reduce(total_sum, t, axis=None) for t in strategy.run(replica_step, args=(batch,)))
+
+        replicas = strategy.num_replicas_in_sync
+
+        def run(batch: dict[str, np.ndarray]) -> tuple[Any, ...]:
+            def share(ctx: Any) -> dict[str, np.ndarray]:
+                n = len(batch["image"]) // replicas
+                i = ctx.replica_id_in_sync_group
+                return {k: v[i * n:(i + 1) * n] for k, v in batch.items()}
+
+            return step(strategy.experimental_distribute_values_from_function(share))
+
+        return run
 
     def step(self, batch: dict[str, np.ndarray], lr: float) -> tuple[float, ...]:
         self.opt.learning_rate = lr
