@@ -190,7 +190,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     video = Path(clip["video"])
     onnx_path = args.cache / "speed-resnet_50.onnx"
     exported = from_deeplabcut(dlc["snapshot"], onnx_path, int8=True, force=True, progress=lambda _m: None)
-    timing = args.cache / "analyze-pytorch-video.json"
+    timing = args.cache / "analyze-pytorch-resnet_50.json"
     timing.unlink(missing_ok=True)  # always measured afresh, beside posezoo's figures
     theirs = run_worker(args, args.venv, "analyze", "resnet_50", "pytorch")
     posezoo = Path(sys.executable).with_name("posezoo")
