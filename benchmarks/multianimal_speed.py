@@ -12,7 +12,12 @@ assembly included, measured side by side with its parts in one run.
 The model should be trained (an untrained one finds no candidates, which makes assembly
 trivially fast): ``benchmarks/multianimal_accuracy.py`` leaves a run to export.
 
-    python benchmarks/multianimal_speed.py --model runs/.../model.onnx [--video V.mp4] [--threads 2]
+    python benchmarks/multianimal_speed.py --model runs/.../model.onnx [--video V.mp4] [--threads 2] \
+        [--reference single.onnx]
+
+``--reference`` runs a single-animal model (the default recipe's) through the same two
+measurements on the same video, interleaved, so the multi-animal cost is a ratio measured under
+the same load (on a shared machine the absolute figures swing with the other processes).
 
 Without ``--video`` a synthetic 3-mouse 640x480 video of ``--video-frames`` frames is written.
 """
@@ -36,6 +41,7 @@ def main() -> int:
     parser.add_argument("--video-frames", type=int, default=1200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--reference", type=Path, default=None, help="a single-animal model to compare with")
     args = parser.parse_args()
 
     from posezoo.runtime.model import PoseModel
@@ -70,17 +76,35 @@ def main() -> int:
         found += int(sum(1 for f in poses.coords for a in f if (a[:, 2] == a[:, 2]).any()))
     assembly_s = time.perf_counter() - t0
 
-    h5 = analyze_video(model, video, tmp / "out", batch_size=args.batch_size, progress=False, overwrite=True)
-    meta = load_meta(h5)
-    e2e = meta["timing"]["frames_per_second"]
+    def end_to_end(m: PoseModel) -> tuple[float, int]:
+        meta = load_meta(analyze_video(m, video, tmp / "out", batch_size=args.batch_size, progress=False,
+                                       overwrite=True))
+        return meta["timing"]["frames_per_second"], meta.get("frames_written")
+
+    ref = PoseModel.load(args.reference, device="cpu", threads=args.threads) if args.reference else None
+    e2e, written = end_to_end(model)
+    if ref is not None:
+        ref_batches = prepared_batches(ref, frames, args.batch_size)
+        for batch in ref_batches[:2]:
+            ref.infer(batch)
+        t0 = time.perf_counter()
+        for batch in ref_batches:
+            ref.postprocess(ref.infer(batch), batch)
+        ref_graph = n / (time.perf_counter() - t0)
+        ref_e2e, _ = end_to_end(ref)
+        e2e = (e2e + end_to_end(model)[0]) / 2  # before and after the reference: the same load
     load1 = os.getloadavg()[0]
     print(f"\nmodel {args.model.name}: {len(model.spec.multi.graph)} PAF edges, {model.spec.multi.candidates} candidates "
           f"per keypoint, {args.threads} threads, batch {args.batch_size}")
     print(f"graph alone      {n / graph_s:8.1f} frames/s  ({1e3 * graph_s / n:.2f} ms/frame)")
     print(f"assembly alone   {n / assembly_s:8.1f} frames/s  ({1e3 * assembly_s / n:.2f} ms/frame; "
           f"{found / n:.2f} animals found per frame)")
-    print(f"analyze end to end {e2e:8.1f} frames/s over {meta.get('frames_written')} frames of {video.name} "
+    print(f"analyze end to end {e2e:8.1f} frames/s over {written} frames of {video.name} "
           f"(target >= 100: {'met' if e2e >= 100 else 'NOT met'})")
+    if ref is not None:
+        print(f"single-animal reference {args.reference.name}: graph + decode {ref_graph:.1f} frames/s, analyze "
+              f"{ref_e2e:.1f} frames/s; multi-animal / single-animal: graph + assembly "
+              f"{1 / (graph_s / n + assembly_s / n) / ref_graph:.2f}, end to end {e2e / ref_e2e:.2f}")
     print(f"load average (1 min) {load0:.2f} before, {load1:.2f} after, {os.cpu_count()} CPUs")
     return 0
 
