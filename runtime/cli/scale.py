@@ -122,12 +122,11 @@ def run(args: argparse.Namespace) -> int:
         from posezoo.runtime.scale.shard import run_local
 
         report = run_local(job, plan, shard, progress=not args.quiet)
-        if shard:  # others' shares are not this copy's failure
-            waiting = len(report.incomplete)
-            report.videos = [v for v in report.videos if v.complete]
-            if waiting:
-                print(f"{waiting} video(s) wait for other shards (the last shard to finish a video merges it; "
-                      "or run `posezoo merge` on the output folder)")
+        if shard and report.incomplete:  # others' shares are not this copy's failure
+            print(f"{len(report.incomplete)} video(s) wait for other shards (the last shard to finish a video "
+                  "merges it; or run `posezoo merge` on the output folder)")
+            print(report.summary())
+            return 1 if report.failed else 0
         print(report.summary())
     return 0 if report.ok else 1
 
