@@ -65,8 +65,10 @@ def run_ray(job: Job, plan: Sequence[Unit], *, address: str | None = None, cpus_
                     except ray.exceptions.RayError as exc:  # the worker died past Ray's retries
                         yield Lost([unit], _first_line(exc))
 
+        connected = time.perf_counter() - began
         # Ray retries lost workers itself: one more round of our own is enough.
         drive(job, plan, report, submit, retries=1, progress=progress)
+        report.startup_s += connected
         # The final merge pass runs where the storage is, which a ray:// client need not see.
         report.videos = ray.get(ray.remote(finish).options(num_cpus=min(cpus_per_task, 1.0)).remote(job, plan))
     finally:

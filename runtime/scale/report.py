@@ -15,7 +15,7 @@ class Report:
     submitted: int  # units that were handed to workers (the rest were already up to date)
     results: list[UnitResult] = field(default_factory=list)
     videos: list[VideoState] = field(default_factory=list)
-    startup_s: float = 0.0  # connecting to / starting the engine, before the first unit ran
+    startup_s: float = 0.0  # from the start until the first unit's result came back
     seconds: float = 0.0  # the whole run, start-up included
     lost: list[str] = field(default_factory=list)  # units whose worker died past its retries
 
@@ -38,7 +38,7 @@ class Report:
         done, skipped = self.count("done"), self.count("skipped") + (self.planned - self.submitted)
         text = (f"{self.engine}: {done} unit(s) analysed, {skipped} up to date, {len(self.failed) + len(self.lost)} "
                 f"failed; {sum(v.complete for v in self.videos)} of {len(self.videos)} video(s) complete "
-                f"({self.seconds:.1f} s, start-up {self.startup_s:.1f} s)")
+                f"({self.seconds:.1f} s; first result after {self.startup_s:.1f} s)")
         return text
 
     def print(self, echo: Callable[[str], None] = print) -> None:

@@ -23,10 +23,10 @@ def run_local(job: Job, plan: Sequence[Unit], shard: Shard | None = None, *, pro
     mine = shard.take(plan) if shard else list(plan)
     report = Report(f"shard {shard}" if shard else "local", len(mine), len(mine))
     job.load_model()  # fail here, once, on a bad model reference
-    report.startup_s = time.perf_counter() - began
     for unit in mine:
         result = run_unit(job, unit, progress)
         report.results.append(result)
+        report.startup_s = report.startup_s or time.perf_counter() - began
         for w in result.warnings:
             echo(f"warning: {w}")
         if result.status == "failed":
