@@ -48,7 +48,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "(Ray client); default $RAY_ADDRESS, else a private local instance on 127.0.0.1")
     s = p.add_argument_group("slurm engine")
     s.add_argument("--partition", default=None, help="SLURM partition of the array tasks")
-    s.add_argument("--time", type=positive, default=60, metavar="MIN", help="time limit of each array task (default 60)")
+    s.add_argument("--time", type=positive, default=60, metavar="MIN",
+                   help="time limit of each array task (default 60)")
     s.add_argument("--mem-gb", type=float, default=None, help="memory of each array task")
     s.add_argument("--max-parallel", type=positive, default=None, metavar="K",
                    help="at most K array tasks run at once (sbatch --array=...%%K)")
@@ -98,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     plan = make_plan(videos, chunk_frames=args.chunk_frames, batch_size=args.batch_size)
     chunked = sum(not u.whole for u in plan)
     print(f"plan: {len(plan)} unit(s) from {len(videos)} video(s)"
-          + (f", {chunked} of them chunks of {chunk_length(args.chunk_frames, args.batch_size)} frames" if chunked else "")
+          + (f", {chunked} of them chunks of {chunk_length(args.chunk_frames, args.batch_size)} frames"
+             if chunked else "")
           + (f"; this is shard {shard}" if shard else ""))
     if args.engine == "ray":
         from posezoo.runtime.scale.ray_engine import run_ray
@@ -111,9 +113,11 @@ def run(args: argparse.Namespace) -> int:
         from posezoo.runtime.scale.slurm_engine import SlurmOptions, run_slurm
 
         folder = args.slurm_folder or Path(args.output_dir or ".") / "posezoo-slurm"
-        options = SlurmOptions(folder=folder.resolve(), cluster=None if args.slurm_cluster == "auto" else args.slurm_cluster,
-                               partition=args.partition, time_min=args.time, cpus_per_task=int(args.cpus_per_task or 2),
-                               gpus_per_task=int(args.gpus_per_task), mem_gb=args.mem_gb, max_parallel=args.max_parallel,
+        options = SlurmOptions(folder=folder.resolve(),
+                               cluster=None if args.slurm_cluster == "auto" else args.slurm_cluster,
+                               partition=args.partition, time_min=args.time,
+                               cpus_per_task=int(args.cpus_per_task or 2), gpus_per_task=int(args.gpus_per_task),
+                               mem_gb=args.mem_gb, max_parallel=args.max_parallel,
                                max_tasks=args.max_tasks, retries=1 if args.retries is None else args.retries,
                                extra=tuple(_key_values(args.sbatch)))
         report = run_slurm(job, plan, options, progress=not args.quiet)

@@ -219,5 +219,5 @@ def tidy(final: Path) -> None:
         pass
 
 
-__all__ = ["Job", "UnitResult", "VideoState", "busy_holder", "finish", "is_current", "merge_if_complete", "missing_units",
-           "run_unit", "run_units", "tidy", "unit_current"]
+__all__ = ["Job", "UnitResult", "VideoState", "busy_holder", "finish", "is_current", "merge_if_complete",
+           "missing_units", "run_unit", "run_units", "tidy", "unit_current"]

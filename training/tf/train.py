@@ -173,7 +173,8 @@ def make_strategy(devices: int, device: str, batch_size: int) -> Any:
         raise RunError(f"train.devices is {devices} but TensorFlow sees {len(gpus)} GPU(s) and {len(cpus)} CPU "
                        f"device(s); use at most {max(len(gpus), 1)}, or train with torch under torchrun")
     if batch_size % devices:
-        raise RunError(f"train.batch_size {batch_size} (the global batch) must be a multiple of train.devices {devices}")
+        raise RunError(f"train.batch_size {batch_size} (the global batch) must be a multiple of train.devices "
+                       f"{devices}")
     return tf.distribute.MirroredStrategy(names[:devices])
 
 

@@ -119,7 +119,8 @@ class TorchTrainer:
         if self.world.size == 1:
             return self.net
         if self._ddp is None:
-            self._ddp = DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == "cuda" else None)
+            cuda = self.device.type == "cuda"
+            self._ddp = DistributedDataParallel(self.net, device_ids=[self.device] if cuda else None)
         return self._ddp
 
     @torch.no_grad()
