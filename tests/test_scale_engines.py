@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -86,14 +87,14 @@ def ray_cluster() -> Iterator[dict[str, str]]:
                RAY_AUTH_TOKEN=secrets.token_hex(32),  # in the environment, not ~/.ray
                # Ray rewrites a 127.0.0.1 node address to a routable one unless it thinks it has no cluster support
                RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    ray = str(Path(os.sys.executable).with_name("ray"))
+    ray = str(Path(sys.executable).with_name("ray"))
     head = subprocess.Popen([ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
                              "--temp-dir", str(temp), "--include-dashboard", "false", "--num-cpus", "2",
                              "--disable-usage-stats"], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         address = f"127.0.0.1:{port}"
-        check = [os.sys.executable, "-c", f"import ray; ray.init(address='{address}', log_to_driver=False)"]
+        check = [sys.executable, "-c", f"import ray; ray.init(address='{address}', log_to_driver=False)"]
         end = time.monotonic() + 120
         while subprocess.run(check, env=env, capture_output=True).returncode:
             assert head.poll() is None and time.monotonic() < end, "the Ray head node did not start"
