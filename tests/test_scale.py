@@ -190,3 +190,19 @@ def test_results_analyzed_before_fingerprints_are_redone(model: Path, videos: li
     with pytest.warns(UserWarning, match="no fingerprint is recorded"):
         analyze_video(model, videos[0], tmp_path, batch_size=BATCH, progress=False)
     assert "fingerprint" in load_meta(out)
+
+
+def test_a_real_network_gives_the_same_bits_in_chunks(tmp_path: Path):
+    """The built-in zoo model (a trained network, static-shape sessions, a last batch of 6 in a
+    buffer of 8 that held other frames before) on a compressed video, in 4 chunks."""
+    from posezoo.training.synthetic import make_project
+
+    builtin = Path(__file__).parents[1] / "zoo" / "models" / "synthetic-mouse" / "1.0.0" / "synthetic-mouse.onnx"
+    project = make_project(tmp_path / "project", n_frames=4, video_frames=150, image_size=(160, 128))
+    video = project / "videos" / "mouse1.mp4"
+    plain = analyze_video(builtin, video, tmp_path / "plain", batch_size=BATCH, csv=True, progress=False)
+    job = Job(str(builtin), str(tmp_path / "chunks"), batch_size=BATCH, csv=True)
+    report = run_local(job, make_plan([video], chunk_frames=40, batch_size=BATCH), progress=False,
+                       echo=lambda _line: None)
+    assert report.ok and report.count("done") == 4
+    assert_same_results(plain.parent, tmp_path / "chunks")
