@@ -2,8 +2,10 @@
 """What each way of spreading `posezoo analyze` costs on this machine, measured side by side.
 
 Every mode analyses the same tiny videos (so the analysis itself is a small, equal part of each
-unit) twice, with K1 and K2 units; the fit T(K) = start-up + K x per-unit gives each mode's
-fixed cost and its cost per unit, beside a plain in-process `analyze_videos` of the same videos:
+unit) with K1 and K2 units, in ``--rounds`` rounds that take the modes in turn (so a change in
+the machine's load touches them all); the fit T(K) = start-up + K x per-unit through the median
+times gives each mode's fixed cost and its cost per unit, beside a plain in-process
+`analyze_videos` of the same videos:
 
 - plain: `analyze_videos` in this process (the model already loaded);
 - local: `posezoo analyze` as a fresh process (the cost of one job-array task or shard: Python,
@@ -17,7 +19,7 @@ fixed cost and its cost per unit, beside a plain in-process `analyze_videos` of 
 And the cost of reaching a chunk's first frame by decoding (seeking is inexact): frames/s of
 decode-and-drop against frames/s of analysis, on a 640x480 video.
 
-    python benchmarks/scale_overhead.py [--model M.onnx] [--k1 4] [--k2 16] [--shards 2]
+    python benchmarks/scale_overhead.py [--model M.onnx] [--k1 4] [--k2 16] [--rounds 3] [--shards 2]
 
 The model defaults to the built-in zoo model (a real network). Prints the load average too: on a
 shared 2-core machine every figure moves with it.
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -146,6 +149,7 @@ def main() -> None:
     parser.add_argument("--k2", type=int, default=16)
     parser.add_argument("--frames", type=int, default=8, help="frames per tiny video (default 8)")
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     from posezoo.runtime.model import PoseModel
     from posezoo.runtime.scale import Job, make_plan
@@ -154,21 +158,25 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pzscale"))
     load = os.getloadavg()
     rows: list[tuple[str, float, float]] = []
+    head: subprocess.Popen | None = None
+    ray_start: float | None = None
     try:
         sets = {k: videos(work / f"videos{k}", k, args.frames) for k in (args.k1, args.k2)}
         model = PoseModel.load(args.model, device="cpu", threads=1)
+
+        modes: dict[str, Callable[[int], float]] = {}
 
         def plain(k: int) -> float:
             return timed(lambda: analyze_videos(model, sets[k], work / f"plain{k}", progress=False, overwrite=True))
 
         plain(args.k1)  # warm the session's shapes
-        rows.append(("plain (in process)", *fit(plain(args.k1), plain(args.k2), args.k1, args.k2)))
+        modes["plain (in process)"] = plain
 
         def local(k: int) -> float:
             return timed(lambda: run(cli("analyze", args.model, sets[k][0].parent, "--output-dir", work / f"local{k}",
                                          "--threads", 1, "-q", "--overwrite")))
 
-        rows.append(("local: one fresh process", *fit(local(args.k1), local(args.k2), args.k1, args.k2)))
+        modes["local: one fresh process"] = local
 
         def shard(k: int) -> float:
             def go() -> None:
@@ -180,23 +188,18 @@ def main() -> None:
                     raise SystemExit("a shard failed")
             return timed(go)
 
-        rows.append((f"shard: {args.shards} processes", *fit(shard(args.k1), shard(args.k2), args.k1, args.k2)))
-
-        ray_start = None
+        modes[f"shard: {args.shards} processes"] = shard
         if importlib.util.find_spec("ray") is not None:
             temp = Path(tempfile.mkdtemp(prefix="pzray", dir="/tmp"))
             head, address, env, ray_start = start_ray(temp)
-            try:
-                def ray(k: int) -> float:
-                    return timed(lambda: run(cli("analyze", args.model, sets[k][0].parent, "--output-dir",
-                                                 work / f"ray{k}", "-q", "--overwrite", "--engine", "ray",
-                                                 "--address", address), env))
 
-                ray(args.k1)  # the first driver also starts the cluster's worker processes
-                rows.append(("ray: driver + 1 task/unit", *fit(ray(args.k1), ray(args.k2), args.k1, args.k2)))
-            finally:
-                stop(head)
-                shutil.rmtree(temp, ignore_errors=True)
+            def ray(k: int) -> float:
+                return timed(lambda: run(cli("analyze", args.model, sets[k][0].parent, "--output-dir",
+                                             work / f"ray{k}", "-q", "--overwrite", "--engine", "ray",
+                                             "--address", address), env))
+
+            ray(args.k1)  # the first driver also starts the cluster's worker processes
+            modes["ray: driver + 1 task/unit"] = ray
         if importlib.util.find_spec("submitit") is not None:
             from posezoo.runtime.scale.slurm_engine import SlurmOptions, run_slurm
 
@@ -207,14 +210,29 @@ def main() -> None:
                                        poll_s=0.2)
                 return timed(lambda: run_slurm(job, plan, options, progress=False))
 
-            rows.append(("slurm-local: array of 2 tasks", *fit(slurm(args.k1), slurm(args.k2), args.k1, args.k2)))
+            modes["slurm-local: array of 2 tasks"] = slurm
+        times: dict[tuple[str, int], list[float]] = {}
+        for _ in range(args.rounds):
+            for name, measure in modes.items():
+                for k in (args.k1, args.k2):
+                    times.setdefault((name, k), []).append(measure(k))
+        for name in modes:
+            rows.append((name, *fit(float(np.median(times[name, args.k1])), float(np.median(times[name, args.k2])),
+                                    args.k1, args.k2)))
+        if head is not None:
+            stop(head)
+            shutil.rmtree(temp, ignore_errors=True)
+            head = None
         drop, analyse = decode_cost(work, args.model)
     finally:
+        if head is not None:
+            stop(head)
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; after: "
           + " ".join(f"{v:.2f}" for v in os.getloadavg()) + f"; {os.cpu_count()} CPUs")
-    print(f"units: tiny videos of {args.frames} frames (320x240), K = {args.k1} and {args.k2}; model {args.model.name}")
+    print(f"units: tiny videos of {args.frames} frames (320x240), K = {args.k1} and {args.k2}, median of {args.rounds} "
+          f"rounds; model {args.model.name}")
     print(f"{'mode':34} {'start-up s':>11} {'per unit s':>11} {'per unit vs plain':>18}")
     base = rows[0][2]
     for name, start, per in rows:
