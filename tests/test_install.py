@@ -36,9 +36,11 @@ def test_readme_wheel_lines_install_a_working_light_runtime(tmp_path):
                     str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
     wheel = tmp_path / "dist" / wheel_name
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("posezoo/runtime/model.py", "posezoo/runtime/io/dlc.py", "posezoo/runtime/cli/__init__.py",
-                     "posezoo/zoo/index.json", "posezoo/zoo/models/synthetic-mouse/1.0.0/synthetic-mouse.onnx"):
-        assert expected in names, expected
+    packages = [p.parent.relative_to(REPO).as_posix() for folder in ("runtime", "zoo", "training", "export")
+                for p in (REPO / folder).rglob("__init__.py")]
+    for expected in [f"posezoo/{p}/__init__.py" for p in packages] + [
+            "posezoo/zoo/index.json", "posezoo/zoo/models/synthetic-mouse/1.0.0/synthetic-mouse.onnx"]:
+        assert expected in names, f"{expected} is not in the wheel: list its package in pyproject.toml"
     entry_points = zipfile.ZipFile(wheel).read(f"posezoo-{_version()}.dist-info/entry_points.txt").decode()
     assert "[posezoo.resolvers]" in entry_points and "posezoo.zoo.resolve:resolve_model" in entry_points
 
