@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -89,15 +90,18 @@ def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None
 
     truth = (load_multi_truth(project_dir) if animals > 1 else load_video_truth(project_dir)).xy
     error = _matched_error(poses.xy, truth)
-    per_kp = np.nanmean(error, axis=(0, 1))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a model that found nothing: NaN, said as such
+        per_kp = np.nanmean(error, axis=(0, 1))
+        mean_error, median_error = np.nanmean(error), np.nanmedian(error)
     print("\n== result")
     found = f", {np.isfinite(error).any(-1).sum()} of {np.isfinite(truth).all(-1).any(-1).sum()} animals found" \
         if animals > 1 else ""
-    print(f"   video error against the known truth: mean {np.nanmean(error):.2f} px, median "
-          f"{np.nanmedian(error):.2f} px over {len(truth)} frames x {truth.shape[2]} keypoints{found}")
+    print(f"   video error against the known truth: mean {mean_error:.2f} px, median "
+          f"{median_error:.2f} px over {len(truth)} frames x {truth.shape[2]} keypoints{found}")
     print("   per keypoint: " + ", ".join(f"{k} {e:.2f}" for k, e in zip(model.keypoints, per_kp)))
     print(f"   total {sum(timings.values()):.0f} s; outputs in {output_dir}")
-    return {"video_error_px": float(np.nanmean(error)), "test": metrics, "timings": timings,
+    return {"video_error_px": float(mean_error), "test": metrics, "timings": timings,
             "model": str(exported.path), "results": str(h5)}
 
 
