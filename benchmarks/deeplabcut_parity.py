@@ -195,7 +195,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     theirs = run_worker(args, args.venv, "analyze", "resnet_50", "pytorch")
     posezoo = Path(sys.executable).with_name("posezoo")
     out: dict[str, Any] = {"frames": clip["frames"], "video": str(video), "deeplabcut_fps": theirs["fps"],
-                           "deeplabcut_s": theirs["seconds"], "int8_accuracy": exported.spec.provenance.get("parity")}
+                           "deeplabcut_s": theirs["seconds"], "import_parity": exported.spec.provenance.get("parity")}
     for label, model in (("fp32", exported.path), ("int8", exported.variants["int8"])):
         target = args.cache / f"posezoo-{label}"
         shutil.rmtree(target, ignore_errors=True)
