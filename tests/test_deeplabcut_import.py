@@ -162,7 +162,7 @@ def dlc3_import(tmp_path_factory):
     meta = {"epoch": np.int64(5), "metrics": {"test.rmse": np.float64(3.25), "test.mAP": np.float64(71.5)}}
     train = write_train_folder(root, cfg, {"snapshot-005.pt": {"model": state, "metadata": meta},
                                            "snapshot-best-003.pt": {"model": state, "metadata": {"epoch": 3}}})
-    exported = from_deeplabcut(train.parent, root / "m.onnx", snapshot="last", **QUIET)
+    exported = from_deeplabcut(train.parent, root / "m.onnx", snapshot="last", int8=True, force=True, **QUIET)
     return train, cfg, state, exported
 
 
@@ -179,6 +179,12 @@ def test_dlc3_import_matches_deeplabcut_decode(dlc3_import):
     assert prov["metrics"]["deeplabcut_snapshot"] == {"test.rmse": 3.25, "test.mAP": 71.5}
     assert prov["dataset"]["task"] == "mice" and prov["backend"] == "deeplabcut-pytorch"
     assert prov["parity"]["passed"] and prov["parity"]["frames"] == f"labeled frames of {train.parents[3].name}"
+    int8 = exported.variants["int8"]  # calibrated on the same frames; its change against fp32 is recorded
+    assert int8.name == "m.int8.onnx"
+    from posezoo.runtime.spec import read_spec
+
+    figures = read_spec(int8).provenance["variant_accuracy"]
+    assert read_spec(int8).provenance["precision"] == "int8" and figures["frames"] == 2
 
     # DeepLabCut's own normalisation and HeatmapPredictor formula on the raw maps of the same weights
     net = DLC3Net(cfg["model"]).eval()
