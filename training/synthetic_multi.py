@@ -29,7 +29,7 @@ from posezoo.runtime.files import write_bytes_atomic
 from posezoo.runtime.io.dlc import read_dlc, write_dlc
 from posezoo.runtime.poses import Poses
 
-from .synthetic import (_EDGE, _SCALE_RANGE, _SKELETON, SUPPORTED_BODYPARTS, Look, Pose, _arena, _camera,
+from .synthetic import (_EDGE, _SCALE_RANGE, SUPPORTED_BODYPARTS, Look, Pose, _arena, _camera,
                         _config_text, _look, _random_pose, _reach, _trajectory, _write_png, _write_video,
                         draw_animal, expose)
 
@@ -170,7 +170,6 @@ def make_multi_project(root: str | os.PathLike, *, animals: int = 3, n_frames: i
     port_xy[..., 2] = np.where(np.isfinite(port_xy[..., 0]), 1.0, np.nan)
     for stale in set(labeled_dir.glob("img*.png")) - {root / i for i in images}:
         stale.unlink()
-    skeleton = [(a, b) for a, b in _SKELETON if a in bodyparts and b in bodyparts]
     labels = Poses(coords, list(bodyparts), names, unique=port_xy if unique else None, unique_keypoints=uniq,
                    images=images, scorer=scorer, kind="labels")
     table = labeled_dir / f"CollectedData_{scorer}.h5"
