@@ -139,13 +139,13 @@ def parity_row(args: argparse.Namespace, venv: Path, engine: str, arch: str) -> 
     onnx_path = args.cache / f"{engine}-{arch}.onnx"
     start = time.perf_counter()
     try:
-        exported = from_deeplabcut(dlc["snapshot"], onnx_path, progress=lambda _m: None)
+        exported = from_deeplabcut(dlc["snapshot"], onnx_path, overwrite=True, progress=lambda _m: None)
     except (ValueError, RuntimeError) as exc:  # refused (an unsupported config) or a failed parity gate
         return {"engine": engine, "arch": arch, "error": str(exc)}
     seconds = time.perf_counter() - start
     model = PoseModel.load(exported.path, device="cpu")
     frames = [cv2.imread(p, cv2.IMREAD_COLOR)[:, :, ::-1].copy() for p in dlc["images"]]
-    ours = np.concatenate([_coords(model.predict(frames[i:i + 8], color="rgb")) for i in range(0, len(frames), 8)])
+    ours = np.concatenate([model.predict(frames[i:i + 8], color="rgb").coords[:, 0] for i in range(0, len(frames), 8)])
     theirs = ref["poses"].astype(np.float32)
     dist = np.linalg.norm(ours[..., :2] - theirs[..., :2], axis=-1)
     row_extra: dict[str, Any] = {}
@@ -160,13 +160,6 @@ def parity_row(args: argparse.Namespace, venv: Path, engine: str, arch: str) -> 
             "mean_score_dlc": float(theirs[..., 2].mean()), "import_s": round(seconds, 1),
             "gate_max_px": exported.spec.provenance["parity"]["max_px_diff"], "onnx": str(onnx_path),
             "passed": bool(dist.max() <= 0.5 and np.abs(ours[..., 2] - theirs[..., 2]).max() <= 0.01)}
-
-
-def _coords(result: Any) -> Any:
-    import numpy as np
-
-    coords = np.asarray(getattr(result, "coords", result), dtype=np.float32)
-    return coords[:, 0] if coords.ndim == 4 else coords
 
 
 def print_row(row: dict[str, Any]) -> None:
@@ -189,7 +182,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     clip = run_worker(args, args.venv, "clip", "", "pytorch")
     video = Path(clip["video"])
     onnx_path = args.cache / "speed-resnet_50.onnx"
-    exported = from_deeplabcut(dlc["snapshot"], onnx_path, int8=True, force=True, progress=lambda _m: None)
+    exported = from_deeplabcut(dlc["snapshot"], onnx_path, int8=True, force=True, overwrite=True, progress=lambda _m: None)
     timing = args.cache / "analyze-pytorch-resnet_50.json"
     timing.unlink(missing_ok=True)  # always measured afresh, beside posezoo's figures
     theirs = run_worker(args, args.venv, "analyze", "resnet_50", "pytorch")

@@ -72,7 +72,7 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
         model = onnx.load(raw)
 
         progress("parity gate: framework vs onnxruntime on the project's frames")
-        staged = _save(model, spec, Path(tmpdir) / "fp32.onnx")
+        staged = write_model(model, spec, Path(tmpdir) / "fp32.onnx")
         frames, idx = _parity_frames(run)
         parity = check_parity(framework(frames), PoseModel.load(staged, device="cpu").predict(frames, color="rgb"),
                               tolerance_px)
@@ -84,7 +84,7 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
                               f"{parity['n_frames']} frames; tolerance {tolerance_px} px")
         test_fp32 = held_out_metrics(run, staged)
         spec.provenance["metrics"]["export_test"] = test_fp32
-        _save(model, spec, staged)
+        write_model(model, spec, staged)
         os.replace(staged, output)
         progress(f"wrote {output} (parity max {parity['max_px_diff']:.4f} px; test rmse {test_fp32.get('rmse', float('nan')):.2f} px)")
 
@@ -99,7 +99,7 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
             vmodel = make_variant(name, output, calibration_frames(run), Path(tmpdir))
             vspec = Spec.from_dict(spec.to_dict())
             vspec.provenance["precision"] = name
-            vstaged = _save(vmodel, vspec, Path(tmpdir) / f"{name}.onnx")
+            vstaged = write_model(vmodel, vspec, Path(tmpdir) / f"{name}.onnx")
             test_v = held_out_metrics(run, vstaged)
             change = test_v.get("rmse", np.nan) - test_fp32.get("rmse", np.nan)
             vspec.provenance["variant_accuracy"] = {"test_rmse": test_v.get("rmse"), "fp32_test_rmse": test_fp32.get("rmse"),
@@ -109,7 +109,7 @@ def export(run_dir: str | Path, output: str | Path | None = None, *, heatmaps: b
                 raise ExportError(f"{name} variant refused: test rmse {test_v.get('rmse'):.3f} px vs fp32 "
                                   f"{test_fp32.get('rmse'):.3f} px (+{change:.3f} px > bound {VARIANT_BOUNDS_PX[name]} px); "
                                   "use --force to write it anyway")
-            _save(vmodel, vspec, vstaged)
+            write_model(vmodel, vspec, vstaged)
             os.replace(vstaged, target)
             variants[name] = target
             progress(f"wrote {target} (test rmse {test_v.get('rmse'):.2f} px, change {change:+.3f} px)")
@@ -201,7 +201,8 @@ def _paired(framework: np.ndarray, runtime: np.ndarray) -> np.ndarray:
     return out
 
 
-def _save(model: onnx.ModelProto, spec: Spec, path: Path) -> Path:
+def write_model(model: onnx.ModelProto, spec: Spec, path: Path) -> Path:
+    """Embed ``spec`` (with the fingerprints) and save ``model`` to ``path``."""
     embed_spec(model, spec)
     onnx.save(model, path)
     return path

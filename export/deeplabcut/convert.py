@@ -8,12 +8,9 @@ posezoo export: the torch rebuild and onnxruntime (through `PoseModel`) must agr
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,11 +20,13 @@ import onnx
 import torch
 
 from posezoo.runtime import geometry
+from posezoo.runtime.files import weights_sha256
 from posezoo.runtime.metrics import to_jsonable
 from posezoo.runtime.model import PoseModel
 from posezoo.runtime.spec import DecodeSpec, InputSpec, OutputSpec, PreprocessSpec, Spec
+from posezoo.runtime.version import version
 
-from ..core import ExportError, Exported
+from ..core import ExportError, Exported, check_output, staging_dir, variant_path, write_model
 from .dlc3 import Imported
 from .errors import DeepLabCutModelError
 from .graph import DeepLabCutGraph, export_onnx
@@ -41,8 +40,8 @@ VARIANT_BOUNDS_PX = {"fp16": 0.2, "int8": 0.5}
 
 def from_deeplabcut(source: str | Path, output: str | Path | None = None, *, snapshot: str | int = "best",
                     tolerance_px: float = 0.5, name: str | None = None, heatmaps: bool = False, fp16: bool = False,
-                    int8: bool = False, force: bool = False, frames: Sequence[np.ndarray] | None = None,
-                    progress: Callable[[str], None] = print) -> Exported:
+                    int8: bool = False, force: bool = False, overwrite: bool = False,
+                    frames: Sequence[np.ndarray] | None = None, progress: Callable[[str], None] = print) -> Exported:
     """Import a DeepLabCut model (see `source.LAYOUTS`) into ``output`` (.onnx, written atomically).
 
     ``heatmaps`` adds the maps as a second output (N, K, h, w). ``frames`` (RGB uint8) replace the
@@ -56,9 +55,7 @@ def from_deeplabcut(source: str | Path, output: str | Path | None = None, *, sna
     project = read_yaml(project_cfg) if project_cfg else {}
     spec = _spec(imported, located, project, name)
     output = Path(output) if output else Path.cwd() / f"{spec.name}.onnx"
-    if output.suffix != ".onnx":
-        raise ValueError(f"--output must end in .onnx, got {output}")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    check_output(output, [n for n, wanted in (("fp16", fp16), ("int8", int8)) if wanted], overwrite)
     graph = DeepLabCutGraph(imported.net, imported.normalize, imported.decode, heatmaps).eval()
     if heatmaps:
         spec.outputs["heatmaps"] = OutputSpec("heatmaps", ["batch", len(spec.keypoints), "heatmap_height", "heatmap_width"],
@@ -66,16 +63,16 @@ def from_deeplabcut(source: str | Path, output: str | Path | None = None, *, sna
                                               f"({'sigmoid' if imported.decode.sigmoid else 'raw'})")
     gate, frames_note = _gate_frames(frames, project_cfg)
     spec.provenance = _provenance(located, imported, project_cfg, project, extra)
-    with tempfile.TemporaryDirectory(prefix=".posezoo-export-", dir=output.parent) as tmpdir:
+    with staging_dir(output.parent) as tmpdir:
         raw = Path(tmpdir) / "raw.onnx"
         progress("tracing to ONNX")
         export_onnx(graph, spec.input.name, raw)
         model = onnx.load(raw)
-        staged = _save(model, spec, Path(tmpdir) / "fp32.onnx")
+        staged = write_model(model, spec, Path(tmpdir) / "fp32.onnx")
 
         progress(f"parity gate: torch rebuild vs onnxruntime on {len(gate)} {frames_note}")
         runtime = PoseModel.load(staged, device="cpu")
-        fp32 = _coords(runtime.predict(gate, color="rgb"))
+        fp32 = runtime.predict(gate, color="rgb").coords[:, 0]
         parity = compare(predict_torch(graph, spec, gate), fp32) | {"tolerance_px": tolerance_px,
                                                                      "score_tolerance": SCORE_TOLERANCE}
         parity["passed"] = bool(parity["max_px_diff"] <= tolerance_px and parity["max_score_diff"] <= SCORE_TOLERANCE)
@@ -85,7 +82,7 @@ def from_deeplabcut(source: str | Path, output: str | Path | None = None, *, sna
             raise ExportError(f"parity gate failed for {located.weights}: onnxruntime and the torch rebuild differ "
                               f"by up to {parity['max_px_diff']:.3f} px and {parity['max_score_diff']:.4f} in score on "
                               f"{parity['n_frames']} frames; tolerance {tolerance_px} px, {SCORE_TOLERANCE} score")
-        _save(model, spec, staged)
+        write_model(model, spec, staged)
         os.replace(staged, output)
         progress(f"wrote {output} (parity max {parity['max_px_diff']:.4f} px, score {parity['max_score_diff']:.2e})")
 
@@ -103,7 +100,7 @@ def _import(located: Located) -> tuple[Imported, dict[str, Any]]:
         cfg, state, meta = _load_pytorch(located)
         imported = build(cfg, state, located.weights)
         extra = {"snapshot_metadata": meta, "project_hint": (cfg.get("metadata") or {}).get("project_path"),
-                 "weights_sha256": _weights_sha(state), "versions": {"torch": torch.__version__}}
+                 "weights_sha256": weights_sha256((k, state[k].detach().cpu().numpy()) for k in sorted(state)), "versions": {"torch": torch.__version__}}
         return imported, extra
     from .dlc2 import build_tf
 
@@ -142,14 +139,6 @@ def torch_load(path: Path) -> Any:
                                    f"{str(exc).splitlines()[0][:300]})") from None
 
 
-def _weights_sha(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _spec(imported: Imported, located: Located, project: dict[str, Any], name: str | None) -> Spec:
     stride = imported.decode.stride
     if stride != int(stride):
@@ -182,7 +171,7 @@ def _default_name(located: Located, project: dict[str, Any], net_type: str) -> s
 def _provenance(located: Located, imported: Imported, project_cfg: Path | None, project: dict[str, Any],
                 extra: dict[str, Any]) -> dict[str, Any]:
     meta = extra.get("snapshot_metadata") or {}
-    versions = dict(extra.get("versions") or {}) | {d: _version(d) for d in ("onnx", "onnxruntime", "posezoo")}
+    versions = dict(extra.get("versions") or {}) | {d: version(d) for d in ("onnx", "onnxruntime", "posezoo")}
     step_name = "epoch" if located.engine == "pytorch" else "iterations"
     source = {"engine": located.engine, "layout": located.layout, "path": str(located.given),
               "weights": str(located.weights), "snapshot": located.snapshot, step_name: located.step,
@@ -206,28 +195,6 @@ def _provenance(located: Located, imported: Imported, project_cfg: Path | None, 
     if imported.notes:
         provenance["notes"] = list(imported.notes)
     return to_jsonable(provenance)
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _save(model: onnx.ModelProto, spec: Spec, path: Path) -> Path:
-    from posezoo.runtime.spec import embed_spec
-
-    embed_spec(model, spec)
-    onnx.save(model, path)
-    return path
-
-
-def _coords(result: Any) -> np.ndarray:
-    """(N, K, 3) from `PoseModel.predict`: today an array, soon a `Poses` whose coords are (N, 1, K, 3)."""
-    coords = getattr(result, "coords", result)
-    coords = np.asarray(coords, dtype=np.float32)
-    return coords[:, 0] if coords.ndim == 4 else coords
 
 
 def compare(reference: np.ndarray, other: np.ndarray) -> dict[str, Any]:
@@ -277,8 +244,8 @@ def _variant(kind: str, fp32_path: Path, spec: Spec, frames: list[np.ndarray], f
     vmodel = make_variant(kind, fp32_path, frames, workdir)
     vspec = Spec.from_dict(spec.to_dict())
     vspec.provenance["precision"] = kind
-    staged = _save(vmodel, vspec, workdir / f"{kind}.onnx")
-    pred = _coords(PoseModel.load(staged, device="cpu").predict(frames, color="rgb"))
+    staged = write_model(vmodel, vspec, workdir / f"{kind}.onnx")
+    pred = PoseModel.load(staged, device="cpu").predict(frames, color="rgb").coords[:, 0]
     change = np.linalg.norm(pred[..., :2] - fp32[..., :2], axis=-1)
     figures = {"mean_px_change": float(change.mean()), "max_px_change": float(change.max()),
                "max_score_change": float(np.abs(pred[..., 2] - fp32[..., 2]).max()),
@@ -288,8 +255,8 @@ def _variant(kind: str, fp32_path: Path, spec: Spec, frames: list[np.ndarray], f
         raise ExportError(f"{kind} variant refused: keypoints move by {figures['mean_px_change']:.3f} px on average "
                           f"(max {figures['max_px_change']:.2f}) against fp32 > bound {VARIANT_BOUNDS_PX[kind]} px; "
                           "use --force to write it anyway")
-    _save(vmodel, vspec, staged)
-    target = fp32_path.with_name(f"{fp32_path.stem}.{kind}.onnx")
+    write_model(vmodel, vspec, staged)
+    target = variant_path(fp32_path, kind)
     os.replace(staged, target)
     progress(f"wrote {target} (mean change {figures['mean_px_change']:.3f} px)")
     return target

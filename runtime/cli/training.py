@@ -99,10 +99,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("onnx") is None:
         raise CommandError('exporting needs onnx, which is not installed: pip install "posezoo[torch]" '
                            '(or "posezoo[tf]" for TensorFlow runs)')
-    from posezoo.export import export
+    from posezoo.export.deeplabcut import is_deeplabcut_model
 
-    result = export(args.run, args.output, heatmaps=args.heatmaps, fp16=args.fp16, int8=args.int8,
-                    force=args.force, overwrite=args.overwrite, snapshot=args.snapshot, tolerance_px=args.tolerance)
+    options = {"heatmaps": args.heatmaps, "fp16": args.fp16, "int8": args.int8, "force": args.force,
+               "overwrite": args.overwrite, "tolerance_px": args.tolerance}
+    if is_deeplabcut_model(args.run):  # DeepLabCut 2 checkpoints also need posezoo[tf]
+        from posezoo.export.deeplabcut import from_deeplabcut
+
+        result = from_deeplabcut(args.run, args.output, snapshot=args.snapshot, **options)
+    else:
+        if args.snapshot not in ("best", "last"):
+            raise CommandError(f"--snapshot {args.snapshot}: a posezoo run keeps 'best' and 'last'")
+        from posezoo.export import export
+
+        result = export(args.run, args.output, snapshot=args.snapshot, **options)
     print(f"exported {result.path}" + "".join(f"\n         {p}" for p in result.variants.values()))
     print(f"inspect: posezoo inspect {result.path}")
     return 0
@@ -145,14 +155,18 @@ def add_commands(sub: Any) -> None:
                     "and onnxruntime on the project's frames and fails the export beyond the tolerance. "
                     "--fp16/--int8 write variants beside the fp32 file (model.int8.onnx), each refused if its "
                     "test error grows beyond a stated bound (fp16 0.2 px, int8 0.5 px) unless --force.")
-    p.add_argument("run", type=Path, help="a run directory made by `posezoo train`")
-    p.add_argument("--output", "-o", type=Path, help="the .onnx file (default: RUN/exports/model.onnx)")
+    p.add_argument("run", type=Path, help="a run directory made by `posezoo train`, or a trained DeepLabCut model: a "
+                   "DeepLabCut 3 shuffle or its train/ folder, a deeplabcut.export_model .pt file, or a DeepLabCut 2 "
+                   "train/ folder")
+    p.add_argument("--output", "-o", type=Path, help="the .onnx file (default: RUN/exports/model.onnx; for a "
+                   "DeepLabCut model ./<Task>-dlc-<net_type>.onnx)")
     p.add_argument("--heatmaps", action="store_true", help="also expose the heatmaps as a second output")
     p.add_argument("--fp16", action="store_true", help="also write an fp16 variant (for GPUs)")
     p.add_argument("--int8", action="store_true", help="also write a static int8 variant (fast on CPUs)")
     p.add_argument("--force", action="store_true", help="write variants even if they lose accuracy beyond the bound")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file (and its variants)")
-    p.add_argument("--snapshot", default="best", choices=["best", "last"], help="which snapshot (default best)")
+    p.add_argument("--snapshot", default="best", help="best (default) or last; for a DeepLabCut model also an "
+                   "epoch/iteration number or a negative index")
     p.add_argument("--tolerance", type=float, default=0.5, metavar="PX",
                    help="parity gate: maximum keypoint difference in pixels (default 0.5)")
     p.set_defaults(handler=_cmd_export)
