@@ -138,11 +138,15 @@ def test_file_without_spec(tmp_path):
 
 
 def _with_raw_spec(tmp_path, data: dict, name: str = "bad.onnx"):
+    """A file whose spec text is ``data``, fingerprinted as if an exporter had written it."""
+    from posezoo.runtime.onnxfile import text_sha256
+    from posezoo.runtime.spec import SPEC_HASH_KEY
+
     model = brightest_pixel_graph()
     embed_spec(model, make_spec())
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            prop.value = json.dumps(data)
+    props = {prop.key: prop for prop in model.metadata_props}
+    props[METADATA_KEY].value = json.dumps(data)
+    props[SPEC_HASH_KEY].value = text_sha256(props[METADATA_KEY].value)
     path = tmp_path / name
     onnx.save(model, path)
     return path
