@@ -107,13 +107,20 @@ def write_comparison_frames(folder: str | os.PathLike[str], frames: Iterable[np.
     return written
 
 
+def individual_colors(n: int) -> list[Color]:
+    """One BGR colour per individual, far apart on the colour wheel (the rainbow's ends wrap)."""
+    return keypoint_colors(n + 1)[:n] if n > 1 else keypoint_colors(1)
+
+
 def label_video(poses: Poses, video: str | os.PathLike[str], output: str | os.PathLike[str], *,
                 pcutoff: float = DEFAULT_PCUTOFF, skeleton: Sequence[Sequence[str]] | None = None,
-                codec: str = "mp4v", progress: bool = True) -> Path:
+                codec: str = "mp4v", trail: int = 0, progress: bool = True) -> Path:
     """Draw ``poses`` (row i on frame i, as analysis writes them) onto ``video``, into ``output``.
 
-    ``skeleton`` (name pairs) defaults to the poses' own. Frames without a row are copied
-    unchanged; the output is written under a temporary name and renamed when complete.
+    ``skeleton`` (name pairs) defaults to the poses' own. One colour per keypoint for one animal;
+    for several, one colour per individual, the same all video long. ``trail`` > 0 draws each
+    animal's path over that many past frames (its keypoints' mean). Frames without a row are
+    copied unchanged; the output is written under a temporary name and renamed when complete.
     """
     from tqdm import tqdm
 
@@ -123,7 +130,10 @@ def label_video(poses: Poses, video: str | os.PathLike[str], output: str | os.Pa
     skeleton_indices(poses.keypoints + poses.unique_keypoints, pairs, f"{poses.video or video}: skeleton")
     edges = skeleton_indices(poses.keypoints, [e for e in pairs if set(e) <= set(poses.keypoints)])
     colors = keypoint_colors(len(poses.keypoints) + len(poses.unique_keypoints))
+    per_animal = [colors] if poses.single_animal else [[c] * len(poses.keypoints)
+                                                       for c in individual_colors(len(poses.individuals))]
     rows = {int(f): i for i, f in enumerate(poses.frame_numbers())}
+    recent: list[np.ndarray] = []  # the last `trail` frames' centres, (individuals, 2) each
     out = Path(output)
     cap, info = open_video(video)
     fps = info.fps if info.fps > 0 else 30.0
@@ -141,9 +151,12 @@ def label_video(poses: Poses, video: str | os.PathLike[str], output: str | os.Pa
                         if not ok:
                             break
                         row = rows.get(i)
+                        if trail and row is not None:
+                            recent = (recent + [_centres(poses.coords[row], pcutoff)])[-trail:]
+                            _draw_trails(frame, recent, [p[0] for p in per_animal])
                         if row is not None:
-                            for animal in poses.coords[row]:
-                                draw_pose(frame, animal, skeleton=edges, pcutoff=pcutoff, colors=colors)
+                            for animal, animal_colors in zip(poses.coords[row], per_animal):
+                                draw_pose(frame, animal, skeleton=edges, pcutoff=pcutoff, colors=animal_colors)
                             if poses.unique is not None:
                                 draw_pose(frame, poses.unique[row], pcutoff=pcutoff,
                                           colors=colors[len(poses.keypoints):])
@@ -157,6 +170,24 @@ def label_video(poses: Poses, video: str | os.PathLike[str], output: str | os.Pa
     finally:
         cap.release()
     return out
+
+
+def _centres(animals: np.ndarray, pcutoff: float) -> np.ndarray:
+    """Each animal's centre: the mean of its keypoints above ``pcutoff`` (NaN when none)."""
+    ok = np.isfinite(animals[..., :2]).all(-1) & (np.nan_to_num(animals[..., 2], nan=-1.0) >= pcutoff)
+    with np.errstate(invalid="ignore"):
+        return np.where(ok[..., None], animals[..., :2], 0).sum(1) / ok.sum(1)[:, None]
+
+
+def _draw_trails(frame: np.ndarray, centres: list[np.ndarray], colors: Sequence[Color]) -> None:
+    """Each animal's path through ``centres`` (oldest first), broken where it was not seen."""
+    _, t = _size(frame, None, None)
+    path = np.stack(centres)  # (frames, individuals, 2)
+    for a in range(path.shape[1]):
+        for p, q in zip(path[:-1, a], path[1:, a]):
+            if np.isfinite(p).all() and np.isfinite(q).all():
+                cv2.line(frame, tuple(np.round(p).astype(int)), tuple(np.round(q).astype(int)),
+                         colors[a % len(colors)], t, cv2.LINE_AA)
 
 
 def labeled_video_path(results: str | os.PathLike[str]) -> Path:

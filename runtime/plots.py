@@ -6,6 +6,7 @@ so nothing depends on (or changes) the process-wide backend, and a headless PC n
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,25 @@ def plot_poses(poses: Poses, output_dir: str | os.PathLike[str], *, pcutoff: flo
     written = []
 
     fig, ax = _figure((7, 6), title)
-    for k, name in enumerate(names):
-        ax.plot(x[:, k], y[:, k], ".", ms=2, color=colors[k], label=name)
+    if poses.single_animal:
+        for k, name in enumerate(names):
+            ax.plot(x[:, k], y[:, k], ".", ms=2, color=colors[k], label=name)
+    else:  # one colour per individual: its keypoints as dots, the path of their mean as a line
+        per = len(poses.keypoints)
+        for i, (individual, color) in enumerate(zip(poses.individuals, rainbow(len(poses.individuals) + 1))):
+            block = slice(i * per, (i + 1) * per)
+            ax.plot(x[:, block].ravel(), y[:, block].ravel(), ".", ms=1, color=color, alpha=0.3)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # frames where the animal is not seen
+                ax.plot(np.nanmean(x[:, block], 1), np.nanmean(y[:, block], 1), "-", lw=1, color=color,
+                        label=individual)
+        for k in range(len(poses.individuals) * per, len(names)):  # unique keypoints
+            ax.plot(x[:, k], y[:, k], "x", ms=3, color="k", label=names[k])
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
     ax.invert_yaxis()  # image coordinates: y grows downwards
     ax.set_aspect("equal", adjustable="datalim")
-    _legend(ax, names)
+    _legend(ax, names if poses.single_animal else poses.individuals + poses.unique_keypoints)
     written.append(_save(fig, out / PLOT_FILES[0], dpi))
 
     fig, ax = _figure((9, 4), title)

@@ -26,7 +26,7 @@ import os
 import re
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,10 +35,12 @@ import numpy as np
 
 from .decode import Decoder, DecodeStats, VideoError, VideoInfo, open_video
 from .files import sha256_file, write_json_atomic
+from .io.dlc import read_dlc, read_dlc_blocks
 from .io.writer import ResultsWriter, nan_rows, set_aside_unreadable
 from .lock import file_lock
 from .model import PoseModel
 from .poses import Poses
+from .track import TrackerSettings, track
 from .version import version
 
 #: Results are appended to the .partial file at least this often (frames / seconds): bounds
@@ -95,34 +97,39 @@ class _Options:
     overwrite: bool
     resume: bool
     progress: bool
+    tracking: TrackerSettings | None = TrackerSettings()
 
 
 def analyze_video(model: PoseModel | str | os.PathLike[str], video: str | os.PathLike[str],
                   output_dir: str | os.PathLike[str] | None = None, *, batch_size: int = 8, csv: bool = False,
                   nwb: bool = False, overwrite: bool = False, resume: bool = True, device: str = "auto",
-                  threads: int | None = None, progress: bool = True) -> Path:
+                  threads: int | None = None, progress: bool = True,
+                  tracking: TrackerSettings | None = TrackerSettings()) -> Path:
     """Analyse one video; returns the DeepLabCut-layout ``.h5`` (existing one kept unless ``overwrite``).
 
     ``model``: a loaded PoseModel, an .onnx path or ``zoo:NAME`` (then ``device``/``threads`` apply).
     ``csv`` adds the ``.csv`` table, ``nwb`` an NWB file (needs ``posezoo[nwb]``). An interrupted
-    run leaves ``<name>.h5.partial``, which the next call continues unless ``resume=False``.
+    run leaves ``<name>.h5.partial``, which the next call continues unless ``resume=False``. A
+    multi-animal model's animals are tracked (``tracking``; None keeps each frame's animals in the
+    order the assembler found them), see `track_results`.
     """
     if not isinstance(model, PoseModel):
         model = PoseModel.load(model, device=device, threads=threads)
     options = _Options(None if output_dir is None else Path(output_dir), batch_size, csv, nwb, overwrite, resume,
-                       progress)
+                       progress, tracking)
     return _analyze(model, Path(video), options).path  # type: ignore[return-value]
 
 
 def analyze_videos(model: PoseModel | str | os.PathLike[str], videos: Sequence[str | os.PathLike[str]],
                    output_dir: str | os.PathLike[str] | None = None, *, batch_size: int = 8, csv: bool = False,
                    nwb: bool = False, overwrite: bool = False, resume: bool = True, device: str = "auto",
-                   threads: int | None = None, progress: bool = True) -> list[Outcome]:
+                   threads: int | None = None, progress: bool = True,
+                   tracking: TrackerSettings | None = TrackerSettings()) -> list[Outcome]:
     """Analyse several videos with one model; a video that fails is reported, the others still run."""
     if not isinstance(model, PoseModel):
         model = PoseModel.load(model, device=device, threads=threads)
     options = _Options(None if output_dir is None else Path(output_dir), batch_size, csv, nwb, overwrite, resume,
-                       progress)
+                       progress, tracking)
     outcomes = []
     for video in videos:
         try:
@@ -139,13 +146,14 @@ def analyze_unit(model: PoseModel, video: str | os.PathLike[str], *, output: str
     """One unit of work: the whole video, or its frames ``[start, stop)`` (``stop`` None: to the
     end) into ``output`` (a table whose rows are those frames). ``start`` must be a multiple of
     ``batch_size``, so every batch holds the frames a whole-video run would give it. Another
-    process writing the same output raises `lock.LockedError` naming it."""
+    process writing the same output raises `lock.LockedError` naming it. A unit holds each
+    frame's animals as found: multi-animal tracking runs once a video is whole (`track_results`)."""
     start, stop = int(frames[0]), None if frames[1] is None else int(frames[1])
     if start < 0 or start % batch_size or (stop is not None and stop <= start):
         raise ValueError(f"frames {frames}: a range must start on a multiple of the batch size ({batch_size}) "
                          "and end after it starts")
     options = _Options(None if output_dir is None else Path(output_dir), batch_size, csv, nwb, overwrite, resume,
-                       progress)
+                       progress, tracking=None)
     return _analyze(model, Path(video), options, h5=None if output is None else Path(output), span=(start, stop))
 
 
@@ -197,6 +205,8 @@ def _analyze(model: PoseModel, video: Path, opt: _Options, *, h5: Path | None = 
     if not video.exists():
         raise FileNotFoundError(f"video not found: {video}")
     expected = fingerprint(model, video, batch_size=opt.batch_size, frames=span)
+    if opt.tracking is not None and model.spec.multi is not None and span == (0, None):
+        return _analyze_and_track(model, video, opt, h5, expected)
     if h5.exists() and not opt.overwrite:
         reason = stale_reason(recorded_fingerprint(h5), expected)
         if reason is None:
@@ -268,7 +278,7 @@ def _analyze_locked(model: PoseModel, video: Path, h5: Path, scorer: str, opt: _
     if first or stop is not None:
         meta["frames"] = {"start": first, "stop": first + writer.frames_written}
     if opt.nwb:
-        _write_nwb(h5, video, info, model)
+        _write_nwb(h5, video, info.fps, model, (info.width, info.height))
     write_json_atomic(meta_path(h5), meta)
     if n_corrupt or stats.missing:
         detail = []
@@ -283,25 +293,104 @@ def _analyze_locked(model: PoseModel, video: Path, h5: Path, scorer: str, opt: _
     return Outcome(video, "done", h5, meta=meta)
 
 
-def _write_nwb(h5: Path, video: Path, info: VideoInfo, model: PoseModel) -> None:
-    from .io.dlc import read_dlc
+def detections_path(h5: str | os.PathLike[str]) -> Path:
+    """Where a multi-animal analysis keeps each frame's animals before tracking names them."""
+    h5 = Path(h5)
+    return h5.with_name(f"{h5.stem}_detections.h5")
+
+
+def unique_path(h5: str | os.PathLike[str]) -> Path:
+    """Where tracked results keep the unique keypoints: apart, so that the main table is the
+    rectangle of individuals x keypoints that movement's loader needs."""
+    h5 = Path(h5)
+    return h5.with_name(f"{h5.stem}_unique.h5")
+
+
+def _analyze_and_track(model: PoseModel, video: Path, opt: _Options, final: Path,
+                       expected: dict[str, Any]) -> Outcome:
+    """A whole multi-animal video: each frame's animals into the detections table (resumable,
+    reused while current), then the tracked table named by the model's individuals."""
+    assert opt.tracking is not None
+    wanted = {**expected, "tracking": opt.tracking.to_dict()}
+    if final.exists() and not opt.overwrite and recorded_fingerprint(final) == wanted:
+        return Outcome(video, "skipped", final)
+    detections = _analyze(model, video, dataclasses.replace(opt, csv=False, nwb=False, tracking=None),
+                          h5=detections_path(final))
+    if detections.status == "skipped" and not opt.overwrite:
+        warnings.warn(f"{detections.path}: current detections reused; tracking them again", stacklevel=3)
+    with file_lock(final.with_name(f".{final.name}.lock"), f"{final}", wait=False):
+        return track_results(model, detections_path(final), final, settings=opt.tracking, csv=opt.csv, nwb=opt.nwb,
+                             video=video)
+
+
+def track_results(model: PoseModel, detections: Path, final: Path, *, settings: TrackerSettings,
+                  csv: bool = False, nwb: bool = False, video: Path | None = None) -> Outcome:
+    """Track a complete detections table into ``final``, streaming, and write its sidecar (the
+    detections' with the tracker settings added to the fingerprint and the record)."""
+    meta = load_meta(detections)
+    individuals = list(model.spec.multi.individuals) if model.spec.multi else list(model.spec.individuals)
+    identity = bool(model.spec.multi and model.spec.multi.identity)
+    began = time.perf_counter()
+    layout: Poses | None = None
+    main_writer: ResultsWriter | None = None
+    unique_writer: ResultsWriter | None = None
+    frames = int(meta.get("frames_written", 0))
+    try:
+        for chunk in track(read_dlc_blocks(detections), individuals, settings, identity=identity):
+            if main_writer is None:
+                layout = chunk[:0]
+                main = replace(layout, unique=None, unique_keypoints=[],
+                               skeleton=[e for e in layout.skeleton if set(e) <= set(layout.keypoints)])
+                main_writer = ResultsWriter(final, main, csv=csv, expected_frames=frames or None)
+                if layout.unique_keypoints:
+                    unique = Poses.empty(0, layout.unique_keypoints, scorer=layout.scorer)
+                    unique_writer = ResultsWriter(unique_path(final), unique, csv=csv, expected_frames=frames or None)
+            main_writer.append(replace(chunk, unique=None, unique_keypoints=[], skeleton=[]))
+            if unique_writer is not None and chunk.unique is not None:
+                unique_writer.append(Poses(chunk.unique[:, None], chunk.unique_keypoints, scorer=chunk.scorer))
+        if main_writer is None:  # an empty video: an empty table, as for one animal
+            main_writer = ResultsWriter(final, model.layout(0), csv=csv)
+        for writer in (unique_writer, main_writer):  # the main table last: its presence means done
+            if writer is not None:
+                writer.close()
+    except BaseException:
+        for writer in (main_writer, unique_writer):
+            if writer is not None:
+                writer.abort()
+        raise
+    seconds = time.perf_counter() - began
+    meta["fingerprint"] = {**meta["fingerprint"], "tracking": settings.to_dict()}
+    meta["tracking"] = {"settings": settings.to_dict(), "individuals": individuals, "identity_votes": identity,
+                        "detections": detections.name, "seconds": round(seconds, 3),
+                        "frames_per_second": round(frames / seconds, 1) if seconds > 0 and frames else None}
+    meta["outputs"] = [final.name] + ([final.with_suffix(".csv").name] if csv else []) + (
+        [unique_path(final).name] if unique_writer is not None else []) + ([final.with_suffix(".nwb").name] if nwb else [])
+    if nwb:
+        info = meta.get("video") or {}
+        _write_nwb(final, video or Path(info.get("path", "")), float(info.get("fps") or 0), model,
+                   (info.get("width"), info.get("height")))
+    write_json_atomic(meta_path(final), meta)
+    return Outcome(video or Path(meta.get("video", {}).get("path", "")), "done", final, meta=meta)
+
+
+def _write_nwb(h5: Path, video: Path, fps: float, model: PoseModel, size: tuple[int | None, int | None]) -> None:
     from .io.nwb import write_nwb
 
     poses = read_dlc(h5)
-    poses.skeleton = [(a, b) for a, b in model.spec.skeleton]
-    write_nwb(poses, h5.with_suffix(".nwb"), fps=info.fps, video=video, width=info.width, height=info.height)
+    poses.skeleton = [(a, b) for a, b in model.spec.skeleton if a in poses.keypoints and b in poses.keypoints]
+    write_nwb(poses, h5.with_suffix(".nwb"), fps=fps, video=video, width=size[0], height=size[1])
 
 
 def _complete_outputs(h5: Path, video: Path, model: PoseModel, opt: _Options) -> None:
     """Existing results: add a requested .csv / .nwb that an earlier run did not write."""
     if opt.csv and not h5.with_suffix(".csv").exists():
-        from .io.dlc import read_dlc, write_dlc
+        from .io.dlc import write_dlc
 
         write_dlc(read_dlc(h5), h5.with_suffix(".csv"))
     if opt.nwb and not h5.with_suffix(".nwb").exists():
         cap, info = open_video(video)
         cap.release()
-        _write_nwb(h5, video, info, model)
+        _write_nwb(h5, video, info.fps, model, (info.width, info.height))
 
 
 @dataclass

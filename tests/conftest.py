@@ -45,3 +45,35 @@ def exported_model(tmp_path_factory, trained_run) -> Path:
 
     out = tmp_path_factory.mktemp("export") / "tiny.onnx"
     return export(trained_run, out, progress=lambda _msg: None).path
+
+
+MULTI_TRAIN = {"model": "lite", "epochs": 2, "batch_size": 4, "eval_every": 2, "scale": 1.0,
+               "input.train_size": [96, 96], "split.test_indices": [0, 5]}
+
+
+# --- fixtures: one small project, one briefly trained run and its export (shared) ---------------
+
+@pytest.fixture(scope="session")
+def multi_project(tmp_path_factory) -> Path:
+    """3 mice, a unique keypoint, napari-deeplabcut's HDF key, some frames with 2 mice."""
+    from posezoo.training.synthetic_multi import make_multi_project
+
+    return make_multi_project(tmp_path_factory.mktemp("multi") / "project", animals=3, n_frames=12,
+                              video_frames=12, image_size=(192, 160), unique=True, hdf_key="keypoints",
+                              fewer_prob=0.3, seed=3)
+
+
+@pytest.fixture(scope="session")
+def multi_run(tmp_path_factory, multi_project) -> Path:
+    pytest.importorskip("torch")
+    from posezoo.training.api import train
+
+    return train(multi_project, backend="torch", output=tmp_path_factory.mktemp("runs") / "multi", progress=False,
+                 **MULTI_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def multi_model(tmp_path_factory, multi_run) -> Path:
+    from posezoo.export import export
+
+    return export(multi_run, tmp_path_factory.mktemp("export") / "multi.onnx", progress=lambda _m: None).path

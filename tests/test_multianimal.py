@@ -18,42 +18,12 @@ from posezoo.runtime.poses import Poses
 from posezoo.training.data import TargetConfig, edge_affinities, make_multi_targets, peak_candidates
 from posezoo.training.paf_graph import paf_graph
 
-MULTI_TRAIN = {"model": "lite", "epochs": 2, "batch_size": 4, "eval_every": 2, "scale": 1.0,
-               "input.train_size": [96, 96], "split.test_indices": [0, 5]}
-
+from conftest import MULTI_TRAIN
 
 def _cli(*args: object) -> subprocess.CompletedProcess:
     out = subprocess.run([sys.executable, "-m", "posezoo.runtime.cli", *map(str, args)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     return out
-
-
-# --- fixtures: one small project, one briefly trained run and its export (shared) ---------------
-
-@pytest.fixture(scope="session")
-def multi_project(tmp_path_factory) -> Path:
-    """3 mice, a unique keypoint, napari-deeplabcut's HDF key, some frames with 2 mice."""
-    from posezoo.training.synthetic_multi import make_multi_project
-
-    return make_multi_project(tmp_path_factory.mktemp("multi") / "project", animals=3, n_frames=12,
-                              video_frames=12, image_size=(192, 160), unique=True, hdf_key="keypoints",
-                              fewer_prob=0.3, seed=3)
-
-
-@pytest.fixture(scope="session")
-def multi_run(tmp_path_factory, multi_project) -> Path:
-    pytest.importorskip("torch")
-    from posezoo.training.api import train
-
-    return train(multi_project, backend="torch", output=tmp_path_factory.mktemp("runs") / "multi", progress=False,
-                 **MULTI_TRAIN)
-
-
-@pytest.fixture(scope="session")
-def multi_model(tmp_path_factory, multi_run) -> Path:
-    from posezoo.export import export
-
-    return export(multi_run, tmp_path_factory.mktemp("export") / "multi.onnx", progress=lambda _m: None).path
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -268,12 +238,15 @@ def test_runtime_assembles_animals_and_video_results_have_individuals(multi_mode
     video = multi_project / "videos" / "mice1.mp4"
     out = _cli("analyze", multi_model, video, "--output-dir", tmp_path, "--csv", "-q")
     assert "done" in out.stdout
-    (h5,) = tmp_path.glob("*.h5")
-    df = pd.read_hdf(h5)
+    (detections,) = tmp_path.glob("*_detections.h5")  # each frame's animals as assembled, port included
+    df = pd.read_hdf(detections)
     assert df.columns.names == ["scorer", "individuals", "bodyparts", "coords"]
     assert {"mouse1", "mouse2", "mouse3", "single"} == set(df.columns.get_level_values("individuals"))
+    assert len(load_poses(detections)) == 12 and load_poses(detections).unique_keypoints == ["port"]
+    h5 = detections.with_name(detections.name.replace("_detections", ""))  # tracked; the port apart
     poses = load_poses(h5)
-    assert len(poses) == 12 and poses.unique_keypoints == ["port"]
+    assert len(poses) == 12 and poses.individuals == ["mouse1", "mouse2", "mouse3"] and not poses.unique_keypoints
+    assert load_poses(h5.with_name(h5.stem + "_unique.h5")).keypoints == ["port"]
     _cli("label-video", h5, video, "--output", tmp_path / "labeled.mp4", "-q")
     _cli("plot", h5, "--output-dir", tmp_path / "plots")
     assert (tmp_path / "labeled.mp4").stat().st_size > 0 and any((tmp_path / "plots").iterdir())

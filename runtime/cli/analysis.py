@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from . import scale
-from .common import MODEL_HELP, CommandError, add_runtime_options, load_model, probability
+from .common import MODEL_HELP, CommandError, add_runtime_options, load_model, positive, probability
 
 
 # -- analyze --------------------------------------------------------------------------------------
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from posezoo.runtime.decode import expand_videos
+    from posezoo.runtime.track import TrackerSettings
     from posezoo.runtime.video import FrameLossWarning, analyze_videos
 
     if scale.requested(args):  # chunks, shards or a cluster engine
@@ -31,7 +32,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             warnings.simplefilter("always", UserWarning)
             (outcome,) = analyze_videos(model, [video], args.output_dir, batch_size=args.batch_size, csv=args.csv,
                                         nwb=args.nwb, overwrite=args.overwrite, resume=not args.no_resume,
-                                        progress=not args.quiet)
+                                        progress=not args.quiet,
+                                        tracking=None if args.no_tracking else TrackerSettings())
         for w in caught:
             print(f"warning: {w.message}")
         if outcome.status == "skipped":
@@ -48,6 +50,24 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {len(videos)} video(s) failed")
         return 1
+    return 0
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from posezoo.runtime.track import TrackerSettings
+    from posezoo.runtime.video import track_results
+
+    model = load_model(args.model, args)
+    if model.spec.multi is None:
+        raise CommandError(f"{model.path}: a single-animal model; tracking names several animals per frame")
+    settings = TrackerSettings(max_gap=args.max_gap, delay=args.delay)
+    for detections in args.detections:
+        if not detections.name.endswith("_detections.h5"):
+            raise CommandError(f"{detections}: expected a <video><scorer>_detections.h5 table written by analyze")
+        final = detections.with_name(detections.name[: -len("_detections.h5")] + ".h5")
+        outcome = track_results(model, detections, final, settings=settings, csv=args.csv, nwb=args.nwb)
+        speed = (outcome.meta or {}).get("tracking", {}).get("frames_per_second")
+        print(f"tracked {detections} -> {final}  ({speed} frames/s)")
     return 0
 
 
@@ -139,7 +159,6 @@ def _is_table(path: str) -> bool:
 
 def _cmd_label_video(args: argparse.Namespace) -> int:
     from posezoo.runtime.draw import label_video, labeled_video_path
-    from posezoo.runtime.io import load_poses
     from posezoo.runtime.poses import DEFAULT_PCUTOFF
 
     skeleton, pcutoff = _config_defaults(args.config)
@@ -155,21 +174,43 @@ def _cmd_label_video(args: argparse.Namespace) -> int:
         pcutoff = pcutoff if pcutoff is not None else model.spec.pcutoff
     if args.skeleton:
         skeleton = [(a, b) for a, b in args.skeleton]
+    poses = _results_with_extras(results)
     pcutoff = next(p for p in (args.pcutoff, pcutoff, DEFAULT_PCUTOFF) if p is not None)
-    out = label_video(load_poses(results), args.video, args.output or labeled_video_path(results), pcutoff=pcutoff,
-                      skeleton=skeleton or [], codec=args.codec, progress=not args.quiet)
+    out = label_video(poses, args.video, args.output or labeled_video_path(results), pcutoff=pcutoff,
+                      skeleton=poses.skeleton if skeleton is None else skeleton, codec=args.codec, trail=args.trail,
+                      progress=not args.quiet)
     print(f"wrote {out}")
     return 0
 
 
-def _cmd_plot(args: argparse.Namespace) -> int:
+def _results_with_extras(results: Path) -> Any:
+    """A results table with what posezoo keeps beside it: the skeleton (from the analysis
+    sidecar) and tracked unique keypoints (from <name>_unique.h5)."""
     from posezoo.runtime.io import load_poses
+    from posezoo.runtime.video import load_meta, unique_path
+
+    poses = load_poses(results)
+    try:
+        skeleton = load_meta(results).get("model", {}).get("skeleton") or []
+    except (OSError, ValueError):
+        skeleton = []
+    unique = unique_path(results)
+    if unique.is_file() and not poses.unique_keypoints:
+        extra = load_poses(unique)
+        if len(extra) == len(poses):
+            poses.unique, poses.unique_keypoints = extra.coords[:, 0], list(extra.keypoints)
+    names = set(poses.keypoints) | set(poses.unique_keypoints)
+    poses.skeleton = [(a, b) for a, b in skeleton if a in names and b in names]
+    return poses
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
     from posezoo.runtime.plots import default_plot_dir, plot_poses
     from posezoo.runtime.poses import DEFAULT_PCUTOFF
 
     _, pcutoff = _config_defaults(args.config)
     pcutoff = next(p for p in (args.pcutoff, pcutoff, DEFAULT_PCUTOFF) if p is not None)
-    poses = load_poses(args.results)
+    poses = _results_with_extras(args.results)
     out = args.output_dir or default_plot_dir(args.results, poses.scorer)
     for path in plot_poses(poses, out, pcutoff=pcutoff, title=Path(args.results).name):
         print(f"wrote {path}")
@@ -201,9 +242,31 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--nwb", action="store_true", help='also write NWB (ndx-pose); needs pip install "posezoo[nwb]"')
     p.add_argument("--overwrite", action="store_true", help="analyse again even when results exist")
     p.add_argument("--no-resume", action="store_true", help="discard a .partial file instead of continuing it")
+    p.add_argument("--no-tracking", action="store_true",
+                   help="multi-animal models: keep each frame's animals in the order they were found instead of "
+                        "tracking them into the project's individuals (<video><scorer>_detections.h5 always holds "
+                        "them; `posezoo track` tracks it later)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     scale.add_options(p)
     p.set_defaults(handler=_cmd_analyze)
+
+    p = sub.add_parser(
+        "track", help="track the animals of multi-animal detections again (other settings, after a merge)",
+        description="Name each frame's animals (a multi-animal analysis's <video><scorer>_detections.h5) by the "
+                    "model's individuals, all video long: tracklets linked frame to frame by Kalman-predicted "
+                    "keypoints and the Hungarian algorithm, then stitched to the individuals (identity-head votes "
+                    "when the model has one). Writes <video><scorer>.h5 (and _unique.h5 for unique keypoints); "
+                    "`posezoo analyze` does this itself.")
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("detections", nargs="+", type=Path, help="_detections.h5 tables")
+    p.add_argument("--max-gap", type=positive, default=15,
+                   help="frames a tracklet may go unseen before it ends (default 15)")
+    p.add_argument("--delay", type=positive, default=30,
+                   help="frames a new tracklet is watched before it gets a name (> --max-gap; default 30)")
+    p.add_argument("--csv", action="store_true", help="also write the .csv table")
+    p.add_argument("--nwb", action="store_true", help='also write NWB (ndx-pose); needs pip install "posezoo[nwb]"')
+    add_runtime_options(p)
+    p.set_defaults(handler=_cmd_track)
 
     p = sub.add_parser(
         "evaluate", help="accuracy of a model on a project's labeled frames (RMSE, mAP, mAR)",
@@ -245,6 +308,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--skeleton", nargs=2, action="append", metavar=("BODYPART", "BODYPART"),
                    help="a skeleton edge to draw; repeat for more (replaces the model's / config's)")
     p.add_argument("--config", type=Path, default=None, help="DeepLabCut config.yaml for skeleton and pcutoff")
+    p.add_argument("--trail", type=int, default=0, metavar="N",
+                   help="draw each animal's path over its last N frames (default 0: none)")
     p.add_argument("--codec", default="mp4v", help="four-character video codec (default mp4v)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_runtime_options(p)

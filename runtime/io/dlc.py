@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -83,6 +84,19 @@ def write_dlc(poses: Poses, path: str | os.PathLike[str], *, csv: bool = False,
         with atomic_output(out.with_suffix(".csv")) as tmp:
             df.to_csv(tmp)
     return out
+
+
+def read_dlc_blocks(path: str | os.PathLike[str], rows: int = 20_000) -> Iterator[Poses]:
+    """The frames of a video-results table written in pandas "table" format (what posezoo and
+    DeepLabCut's ``analyze_videos`` write), ``rows`` at a time: flat memory for any length."""
+    p = Path(path)
+    with pd.HDFStore(p, mode="r") as store:
+        storer = store.get_storer(DLC_KEY)
+        if storer is None or not storer.is_table:
+            raise PosesError(f"{p}: not a streamable results table (HDF key '{DLC_KEY}' in table format)")
+        n = int(storer.nrows)
+        for begin in range(0, n, rows):
+            yield Poses.from_dataframe(store.select(DLC_KEY, start=begin, stop=min(begin + rows, n)), str(p))
 
 
 def _read_hdf(path: Path) -> pd.DataFrame:

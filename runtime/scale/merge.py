@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ..files import write_json_atomic
-from ..io.dlc import DLC_KEY
+from ..io.dlc import DLC_KEY, read_dlc_blocks
 from ..io.writer import ResultsWriter
 from ..lock import file_lock
 from ..poses import Poses
@@ -117,7 +116,7 @@ def merge_chunks(final: Path, chunks: list[Chunk], *, csv: bool = False, nwb: bo
         writer = ResultsWriter(final, layout, csv=csv, expected_frames=meta["frames_written"])
         with writer:
             for chunk in chunks:
-                for block in _blocks(chunk.path):
+                for block in read_dlc_blocks(chunk.path, _READ_ROWS):
                     writer.append(block)
         if writer.frames_written != meta["frames_written"]:  # _check counted them: a chunk changed under us
             raise MergeError(f"{folder}: the chunks held {writer.frames_written} rows while merging, "
@@ -190,13 +189,6 @@ def _layout(table: Path) -> Poses:
     with pd.HDFStore(table, mode="r") as store:
         head = store.select(DLC_KEY, start=0, stop=0)
     return Poses.from_dataframe(head, str(table))
-
-
-def _blocks(table: Path) -> Iterator[Poses]:
-    with pd.HDFStore(table, mode="r") as store:
-        n = int(store.get_storer(DLC_KEY).nrows)
-        for begin in range(0, n, _READ_ROWS):
-            yield Poses.from_dataframe(store.select(DLC_KEY, start=begin, stop=min(begin + _READ_ROWS, n)), str(table))
 
 
 def _write_nwb(final: Path, meta: dict[str, Any]) -> None:

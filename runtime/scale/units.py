@@ -22,7 +22,9 @@ from typing import Any
 
 from ..lock import LockedError, file_lock, lock_holder
 from ..model import PoseModel
-from ..video import analyze_unit, fingerprint, meta_path, recorded_fingerprint, result_path, scorer_name
+from ..track import TrackerSettings
+from ..video import (analyze_unit, detections_path, fingerprint, meta_path, recorded_fingerprint, result_path,
+                     scorer_name, track_results)
 from .merge import Chunk, chunk_dir, chunk_path, merge_chunks, whole_fingerprint
 from .plan import Unit
 
@@ -45,6 +47,7 @@ class Job:
     optimization: str = "all"
     arena: bool = True
     static: bool = True
+    tracking: bool = True  # a multi-animal model's animals are tracked once a video is whole
 
     def with_(self, **changes: Any) -> Job:
         return Job(**{**asdict(self), **changes})
@@ -58,9 +61,18 @@ class Job:
                                           optimization=self.optimization, arena=self.arena, static=self.static)
         return _MODELS[key]
 
-    def final(self, model: PoseModel, video: Path) -> Path:
-        """The results table of a whole video (where `posezoo analyze` puts it)."""
+    def tracks(self, model: PoseModel) -> bool:
+        return self.tracking and model.spec.multi is not None
+
+    def tracked(self, model: PoseModel, video: Path) -> Path:
+        """The results table users get (where `posezoo analyze` puts it)."""
         return result_path(video, scorer_name(model.name), self.output_dir)
+
+    def final(self, model: PoseModel, video: Path) -> Path:
+        """The table the units of a whole video make: the results, or, for a tracked multi-animal
+        model, each frame's animals (`video.detections_path`), which tracking names afterwards."""
+        tracked = self.tracked(model, video)
+        return detections_path(tracked) if self.tracks(model) else tracked
 
     def output(self, model: PoseModel, unit: Unit) -> Path:
         final = self.final(model, unit.video)
@@ -112,7 +124,8 @@ def _run_unit(job: Job, unit: Unit, progress: bool) -> UnitResult:
     final = job.final(model, unit.video)
     if not unit.whole and not job.overwrite and is_current(final, _whole_print(model, job, unit.video)):
         return UnitResult(unit, "skipped", str(final))
-    csv, nwb = (job.csv, job.nwb) if unit.whole else (False, False)  # a chunk gets them when merged
+    # a chunk gets them when merged; tracked detections never (the tracked table gets them)
+    csv, nwb = (job.csv, job.nwb) if unit.whole and not job.tracks(model) else (False, False)
     outcome = analyze_unit(model, unit.video, output=job.output(model, unit), frames=unit.frames,
                            batch_size=job.batch_size, csv=csv, nwb=nwb, overwrite=job.overwrite, resume=job.resume,
                            progress=progress)
@@ -121,7 +134,22 @@ def _run_unit(job: Job, unit: Unit, progress: bool) -> UnitResult:
     if not unit.whole:
         merged = merge_if_complete(job, model, unit)
         result.merged = None if merged is None else str(merged)
+    if job.tracks(model) and (unit.whole or result.merged):
+        result.merged = str(track_if_needed(job, model, unit.video))
     return result
+
+
+def track_if_needed(job: Job, model: PoseModel, video: Path) -> Path:
+    """Track a video's complete detections into its results table, unless that is current."""
+    tracked, detections = job.tracked(model, video), job.final(model, video)
+    settings = TrackerSettings()
+    expected = {**_whole_print(model, job, video), "tracking": settings.to_dict()}
+    if not job.overwrite and is_current(tracked, expected):
+        return tracked
+    with file_lock(tracked.with_name(f".{tracked.name}.lock"), str(tracked), wait=True):
+        if job.overwrite or not is_current(tracked, expected):  # another worker may have just done it
+            track_results(model, detections, tracked, settings=settings, csv=job.csv, nwb=job.nwb, video=video)
+    return tracked
 
 
 def busy_holder(job: Job, model: PoseModel, unit: Unit) -> str | None:
@@ -196,9 +224,14 @@ def finish(job: Job, units: Sequence[Unit]) -> list[VideoState]:
             except (OSError, ValueError) as exc:
                 warnings.warn(f"{chunk_dir(final)}: could not merge ({exc})", stacklevel=2)
         missing = missing_units(settled, model, unit.siblings())
+        if not missing and job.tracks(model):
+            try:
+                track_if_needed(settled, model, video)
+            except (OSError, ValueError) as exc:
+                warnings.warn(f"{final}: could not track ({exc})", stacklevel=2)
         if not missing:
             tidy(final)
-        states.append(VideoState(video, final, not missing, missing))
+        states.append(VideoState(video, job.tracked(model, video) if job.tracks(model) else final, not missing, missing))
     return states
 
 
