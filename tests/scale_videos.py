@@ -49,7 +49,7 @@ def reference(model: Path, videos: list[Path], out: Path) -> Path:
 def assert_same_results(ref: Path, out: Path) -> None:
     names = sorted(p.name for p in ref.iterdir())
     left = sorted(p.name for p in out.iterdir())
-    assert left == names, f"besides the results, {out} holds {sorted(set(left) - set(names))}"
+    assert left == names, f"{out} holds {sorted(set(left) - set(names))} besides the results and lacks {sorted(set(names) - set(left))}"
     for table in sorted(ref.glob("*.h5")):
         a, b = pd.read_hdf(table), pd.read_hdf(out / table.name)
         pd.testing.assert_frame_equal(a, b, check_exact=True)

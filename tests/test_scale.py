@@ -19,7 +19,8 @@ from posezoo.runtime.scale import Job, Shard, Unit, make_plan, parse_shard
 from posezoo.runtime.scale.merge import chunk_dir, chunk_path, list_chunks, tiling
 from posezoo.runtime.scale.plan import chunk_length
 from posezoo.runtime.scale.shard import run_local
-from posezoo.runtime.video import analyze_unit, analyze_video, load_meta, meta_path, result_path
+from posezoo.runtime.scale.units import finish, tidy
+from posezoo.runtime.video import analyze_unit, analyze_video, fingerprint, load_meta, meta_path, result_path
 from scale_videos import BATCH, SCORER, assert_same_results, cli, make_videos, reference
 
 
@@ -165,6 +166,24 @@ def test_posezoo_merge_joins_chunks_and_names_what_is_missing(model: Path, video
     assert main(["analyze", str(model), str(video), "--output-dir", str(out), "-q"]) == 0  # a plain run skips it
     assert "skipped" in capsys.readouterr().out
     assert main(["merge", str(tmp_path / "absent")]) == 2
+
+
+def test_finished_chunks_are_tidied_only_once_merged(model: Path, videos: list[Path], ref: Path, tmp_path: Path):
+    """A worker whose finish pass comes between another's last chunk and that one's merge must
+    leave the chunks alone (it once deleted them, and the video was never merged)."""
+    job = Job(str(model), str(tmp_path / "out"), batch_size=BATCH, csv=True, threads=1)
+    pose_model = job.load_model()
+    video = videos[0]
+    final = job.final(pose_model, video)
+    plan = make_plan([video], chunk_frames=20, batch_size=BATCH)
+    for unit in plan:  # every chunk finished, none merged: the other worker is just about to
+        analyze_unit(pose_model, video, output=chunk_path(final, unit.start, unit.stop), frames=unit.frames,
+                     batch_size=BATCH, progress=False)
+    tidy(final, fingerprint(pose_model, video, batch_size=BATCH))
+    assert len(list_chunks(chunk_dir(final))) == len(plan) == 2
+    [state] = finish(job, plan)
+    assert state.complete and not chunk_dir(final).exists()
+    pd.testing.assert_frame_equal(pd.read_hdf(final), pd.read_hdf(ref / final.name), check_exact=True)
 
 
 def test_command_line_errors_name_the_fix(model: Path, videos: list[Path], capsys: pytest.CaptureFixture[str]):

@@ -46,6 +46,10 @@ class Report:
         for text in self.lost:
             echo(f"LOST    {text}")
         for v in self.incomplete:
+            if not v.missing:
+                echo(f"incomplete {v.video}: every chunk is finished but not yet merged (another worker is merging "
+                     f"them, or run `posezoo merge {v.path.parent}`)")
+                continue
             echo(f"incomplete {v.video}: {len(v.missing)} unit(s) not finished ({', '.join(map(str, v.missing[:3]))}"
                  f"{', ...' if len(v.missing) > 3 else ''})")
         echo(self.summary())

@@ -218,30 +218,36 @@ def finish(job: Job, units: Sequence[Unit]) -> list[VideoState]:
     settled = job.with_(overwrite=False)  # what is finished now counts, whoever made it
     for video, unit in by_video.items():
         final = job.final(model, video)
-        if not unit.whole and not unit_current(settled, model, Unit(video)):
+        whole = Unit(video)
+        if not unit.whole and not unit_current(settled, model, whole):
             try:
                 merge_if_complete(settled, model, unit)
             except (OSError, ValueError) as exc:
                 warnings.warn(f"{chunk_dir(final)}: could not merge ({exc})", stacklevel=2)
-        missing = missing_units(settled, model, unit.siblings())
-        if not missing and job.tracks(model):
+        # complete means merged: chunks that are all there may be another worker's to merge yet
+        complete = unit_current(settled, model, whole)
+        missing = [] if complete else missing_units(settled, model, unit.siblings())
+        if complete and job.tracks(model):
             try:
                 track_if_needed(settled, model, video)
             except (OSError, ValueError) as exc:
                 warnings.warn(f"{final}: could not track ({exc})", stacklevel=2)
-        if not missing:
-            tidy(final)
-        states.append(VideoState(video, job.tracked(model, video) if job.tracks(model) else final, not missing, missing))
+        if complete:
+            tidy(final, _whole_print(model, settled, video))
+        states.append(VideoState(video, job.tracked(model, video) if job.tracks(model) else final, complete, missing))
     return states
 
 
-def tidy(final: Path) -> None:
-    """Remove what killed workers left around a results table that is now complete and up to
-    date: temporary files of interrupted atomic writes, partial and set-aside tables, stale lock
-    files and the chunk folder. None of it holds a row the table lacks. Skipped while another
-    process holds the table's lock."""
+def tidy(final: Path, expected: dict[str, Any]) -> None:
+    """Remove what killed workers left around a results table that is complete and up to date
+    (its fingerprint is ``expected``): temporary files of interrupted atomic writes, partial and
+    set-aside tables, stale lock files and the chunk folder. None of it holds a row the table
+    lacks. Skipped while another process holds the table's lock, or when the table is not
+    current (its chunks are then still to be merged)."""
     try:
         with file_lock(final.with_name(f".{final.name}.lock"), str(final), wait=False):
+            if not is_current(final, expected):
+                return
             for name in (final, meta_path(final), final.with_suffix(".csv"), final.with_suffix(".nwb")):
                 for tmp in final.parent.glob(f".{glob.escape(name.name)}.*.tmp"):
                     tmp.unlink(missing_ok=True)
