@@ -13,6 +13,7 @@ half the true animal's size (the square root of its keypoint box area).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,8 @@ def _distances(truth: np.ndarray, tracked: np.ndarray) -> np.ndarray:
 
 def _size(truth: np.ndarray) -> np.ndarray:
     xy = truth[..., :2]
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an absent animal has no size (NaN)
         span = np.nanmax(xy, axis=-2) - np.nanmin(xy, axis=-2)
     return np.sqrt(np.clip(span[..., 0], 1, None) * np.clip(span[..., 1], 1, None))
 
@@ -57,7 +59,10 @@ def tracking_scores(truth: Poses, tracked: Poses, *, threshold: float | None = N
     misses = false_pos = switches = matches = 0
     previous: dict[int, int] = {}
     for f in range(len(truth)):
-        pairs: dict[int, int] = {g: h for g, h in previous.items() if close[f, g, h]}
+        pairs: dict[int, int] = {}
+        for g, h in sorted(previous.items(), key=lambda gh: dist[f, gh[0], gh[1]] if close[f, gh[0], gh[1]] else 1e9):
+            if close[f, g, h] and h not in pairs.values():  # two animals touching may both be near one name
+                pairs[g] = h
         free_g = [g for g in range(n_g) if g_on[f, g] and g not in pairs]
         free_h = [h for h in range(n_h) if h_on[f, h] and h not in pairs.values()]
         if free_g and free_h:

@@ -85,6 +85,14 @@ def test_metrics_on_worked_examples():
     f = tracking_scores(truth, Poses(far, KP, ["x", "y"]))
     assert f["misses"] == 1 and f["false_positives"] == 1 and f["mota"] == pytest.approx(1 - 2 / 20)
 
+    # two true animals touching, both near one tracked name that each held once: only one keeps it
+    touching = np.stack([_line(10, 100), _line(10, 104)], axis=1)
+    one = touching.copy()
+    one[:, 1] = np.nan
+    touching[3, 0] = np.nan  # a is gone for a frame, so b takes the name x
+    t = tracking_scores(Poses(touching, KP, ["a", "b"]), Poses(one, KP, ["x", "y"]), threshold=10)
+    assert t["false_positives"] == 0 and t["misses"] == 9 and t["matches"] == 10, t
+
 
 # -- the tracker -------------------------------------------------------------------------------------
 def test_three_animals_that_cross_keep_their_names():
