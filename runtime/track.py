@@ -1,25 +1,27 @@
 """Multi-animal tracking: each frame's assembled animals -> the same individual names all video long.
 
-Two stages, both online, in the spirit of DeepLabCut's tracklets + stitching, in a bounded window:
+Two passes over the detections, in the spirit of DeepLabCut's tracklets + stitching:
 
-1. Tracklets. Each open tracklet predicts its centroid with a constant-velocity Kalman filter and
-   shifts its last keypoints along; a frame's animals are linked to tracklets by the Hungarian
-   algorithm on a keypoint distance (in units of the animal's size), with a gate. A tracklet not
-   seen for ``max_gap`` frames closes; an animal that matches no tracklet opens one.
-2. Stitching. A new tracklet is given one of the project's individuals once it is ``delay`` frames
-   old (or closes): a Hungarian match of the waiting tracklets to the free individuals, the cost
-   being how far the individual's last position, carried forward at its last velocity, lies from
-   where the tracklet starts, plus a penalty per frame of gap. When the model has an identity head,
-   the assembler already put each animal in its identity's row; those rows vote.
+1. Tracklets (`Linker`, streaming). Each open tracklet predicts its centroid with a
+   constant-velocity Kalman filter and shifts its last keypoints along; a frame's animals are
+   linked to tracklets by the Hungarian algorithm on a keypoint distance (in units of the
+   animal's size), with a gate. A link with a close rival is cut rather than guessed: where two
+   animals became one (a tracklet lost just now was as near), one became two (a new animal is as
+   near) or a lost tracklet comes back beside another, the tracklet ends and a new one begins,
+   so a tracklet does not run from one animal onto another. A tracklet unseen for ``max_gap``
+   frames ends. Each tracklet keeps a summary (ends, first sightings, body sizes measured when
+   the animal is alone, identity votes); each detection row keeps its tracklet's number.
+2. Stitching (`stitch`): tracklets in order of first frame get the project's individuals, the
+   ones that begin together (animals that just parted) jointly: by how well each continues a
+   name's last tracklet (where that animal was going), by body size, and by identity votes.
 
-Frames leave the tracker ``delay`` frames after they arrive, when every animal in them has its
-final name, so memory stays flat for any video length. Tracking is deterministic: feeding the same
-frames gives the same names (which is what resuming an interrupted analysis relies on).
+The second pass reads the detections again and writes each row under its tracklet's name. Memory
+holds the open tracklets, one summary per tracklet and one small integer per detection row.
+Tracking is deterministic: the same detections give the same names.
 """
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -28,30 +30,35 @@ from scipy.optimize import linear_sum_assignment
 from .poses import Poses
 
 _BIG = 1e6
+_SIZE_MEMORY = 500  # body sizes kept per tracklet and per individual
+_SIZE_SAMPLES = 5  # fewer and a body size says too little
+_SIZE_STEP = 0.1  # a 5 % difference in body size costs as much as one body size of distance
+_EARLY = 10  # first sightings of a tracklet kept, to see where it goes
+_JUST_LOST = 3  # frames: a tracklet unseen this long and near an animal may be under it
+_NEW_NAME = 2.0  # the cost of a name nobody holds yet: a poor continuation costs about this
 
 
 @dataclass(frozen=True)
 class TrackerSettings:
     """``gate``: the largest link cost (keypoint distance / animal size) that still links an
-    animal to a tracklet; ``max_gap``: frames a tracklet may go unseen before it closes;
-    ``delay``: frames a new tracklet is watched before it gets a name (also the output delay);
-    ``min_keypoints``: fewer visible keypoints than this is no animal; ``gap_cost``: stitching
-    cost per frame between a name's last sighting and a tracklet's start; ``identity_weight``:
-    how much an identity head's vote counts in stitching."""
+    animal to a tracklet; ``max_gap``: frames a tracklet may go unseen before it ends;
+    ``min_keypoints``: fewer visible keypoints than this is no animal; ``ambiguity``: a link whose
+    rival costs less than the link plus this much is cut; ``gap_cost``: stitching cost per frame
+    between two tracklets of one name; ``size_weight``: how much a change of body size (per 5 %)
+    counts in stitching; ``identity_weight``: how much an identity head's vote counts."""
 
     gate: float = 1.0
     max_gap: int = 15
-    delay: int = 30
     min_keypoints: int = 2
+    ambiguity: float = 0.5
     gap_cost: float = 0.02
+    size_weight: float = 1.0
     identity_weight: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.delay <= self.max_gap:
-            raise ValueError(f"tracking delay ({self.delay} frames) must exceed max_gap ({self.max_gap}): a name is "
-                             "only free again once its tracklet has closed")
-        if self.gate <= 0 or self.min_keypoints < 1:
-            raise ValueError(f"gate must be > 0 and min_keypoints >= 1, got {self.gate}, {self.min_keypoints}")
+        if self.gate <= 0 or self.min_keypoints < 1 or self.max_gap < 1:
+            raise ValueError(f"gate must be > 0, min_keypoints >= 1 and max_gap >= 1, got {self.gate}, "
+                             f"{self.min_keypoints}, {self.max_gap}")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -73,10 +80,6 @@ class _Kalman:
     def at(cls, xy: np.ndarray) -> _Kalman:
         return cls(np.array([xy[0], xy[1], 0.0, 0.0]))
 
-    def predict(self, steps: int = 1) -> np.ndarray:
-        """The centroid ``steps`` frames ahead (the state is not changed)."""
-        return self.x[:2] + steps * self.x[2:]
-
     def step(self) -> None:
         self.x = self._F @ self.x
         self.P = self._F @ self.P @ self._F.T + self._Q
@@ -90,17 +93,25 @@ class _Kalman:
 
 
 @dataclass
-class _Tracklet:
+class Tracklet:
+    """One animal followed from frame to frame: what stitching needs of it, not its rows."""
+
     ident: int
     start: int
     last: int  # frame of the last sighting
     kalman: _Kalman
     keypoints: np.ndarray  # (K, 2) last seen position of each keypoint (NaN never seen)
-    centroid: np.ndarray  # centroid at the last sighting
+    centroid: np.ndarray  # at the last sighting (filtered)
     scale: float
-    rows: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> (K, 3), until emitted
-    votes: np.ndarray | None = None  # identity-head rows this tracklet was assembled in (counts)
-    name: int | None = None  # the individual it was stitched to
+    early: list[tuple[int, np.ndarray]]  # (frame, centroid) of the first sightings
+    merged: bool = False  # begun where two animals became one: its poses are neither's alone
+    frames: int = 1
+    sizes: list[float] = field(default_factory=list)  # body size in frames where it was alone
+    votes: np.ndarray | None = None  # identity-head rows it was assembled in (counts)
+
+    @property
+    def velocity(self) -> np.ndarray:
+        return self.kalman.x[2:]
 
 
 def _features(animal: np.ndarray) -> tuple[np.ndarray, float]:
@@ -110,182 +121,211 @@ def _features(animal: np.ndarray) -> tuple[np.ndarray, float]:
     return xy.mean(0), max(4.0, float(np.sqrt(max(span[0], 1.0) * max(span[1], 1.0))))
 
 
-class Tracker:
-    """Online tracker for one video; feed frames in order with `update`, then `finish`."""
+def _body_size(animal: np.ndarray) -> float | None:
+    """Mean distance between keypoints (turning does not change it), of a pose with all of them."""
+    xy = animal[:, :2]
+    if len(xy) < 2 or not np.isfinite(xy).all():
+        return None
+    return float(np.linalg.norm(xy[:, None] - xy[None], axis=-1).sum() / (len(xy) * (len(xy) - 1)))
 
-    def __init__(self, individuals: list[str], n_keypoints: int, settings: TrackerSettings = TrackerSettings(), *,
+
+class Linker:
+    """Pass 1: links each frame's animals into tracklets; feed frames in order with `add`."""
+
+    def __init__(self, n_individuals: int, settings: TrackerSettings = TrackerSettings(), *,
                  identity: bool = False) -> None:
-        self.individuals = list(individuals)
-        self.k = n_keypoints
+        self.n = n_individuals
         self.settings = settings
         self.identity = identity
-        self.open: list[_Tracklet] = []  # linked in stage 1
-        self.waiting: list[_Tracklet] = []  # not yet stitched (also in `open` until they close)
-        self.named: dict[int, _Tracklet] = {}  # individual -> its current (or last) tracklet
-        self.pending: deque[int] = deque()  # frames received, not yet emitted
-        self.unique: dict[int, np.ndarray] = {}
-        self._held: list[_Tracklet] = []  # closed tracklets whose rows are not all emitted yet
-        self._next_ident = 0
+        self.open: list[Tracklet] = []
+        self.tracklets: list[Tracklet] = []  # every tracklet, by number
 
-    # -- input -------------------------------------------------------------------------------------
-    def update(self, frame: int, animals: np.ndarray, unique: np.ndarray | None = None) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
-        """One frame's animals (A, K, 3), NaN rows where fewer; returns the frames now final as
-        (frame, (individuals, K, 3), unique)."""
+    def add(self, frame: int, animals: np.ndarray) -> np.ndarray:
+        """One frame's animals (A, K, 3), NaN rows where fewer; returns each row's tracklet
+        number (-1: no animal)."""
         s = self.settings
+        ids = np.full(len(animals), -1, np.int32)
         found = [a for a in range(len(animals)) if np.isfinite(animals[a, :, :2]).all(1).sum() >= s.min_keypoints]
         for t in self.open:
             t.kalman.step()
-        matched = self._link(frame, animals, found)
+        alone = self._alone(animals, found, frame)
+        linked = self._link(frame, animals, found, alone)
         for a in found:
-            if a not in matched:
-                self._start(frame, animals[a], a)
-        for t in [t for t in self.open if frame - t.last >= s.max_gap]:
-            self._close(t)
-        self.pending.append(frame)
-        if unique is not None:
-            self.unique[frame] = unique
-        self._stitch(frame)
-        return self._emit(frame - s.delay)
+            t = linked.get(a) or self._start(frame, animals[a], a, alone=a in alone)
+            ids[a] = t.ident
+        self.open = [t for t in self.open if frame - t.last < s.max_gap]
+        return ids
 
-    def finish(self) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
-        """Close everything and return the remaining frames."""
-        for t in list(self.open):
-            self._close(t)
-        self._stitch(None)
-        return self._emit(None)
+    def _alone(self, animals: np.ndarray, found: list[int], frame: int) -> set[int]:
+        """The animals with no other within two body sizes, seen or lately lost (it may be under
+        this one): their size is their own."""
+        features = {a: _features(animals[a]) for a in found}
+        lost = [(t.kalman.x[:2], t.scale) for t in self.open if t.last < frame - 1]
+        return {a for a, (c, size) in features.items()
+                if all(np.linalg.norm(c - c2) > 2 * max(size, size2)
+                       for c2, size2 in [v for b, v in features.items() if b != a] + lost)}
 
-    # -- stage 1: tracklets ------------------------------------------------------------------------
-    def _cost(self, t: _Tracklet, animal: np.ndarray, frame: int) -> float:
-        shift = t.kalman.predict(0) - t.centroid  # the filter has already stepped to this frame
-        guess = t.keypoints + shift
+    def _cost(self, t: Tracklet, animal: np.ndarray) -> float:
+        guess = t.keypoints + (t.kalman.x[:2] - t.centroid)  # the filter has already stepped to this frame
         seen = np.isfinite(guess).all(1) & np.isfinite(animal[:, :2]).all(1)
         if seen.any():
             d = float(np.linalg.norm(guess[seen] - animal[seen, :2], axis=1).mean())
         else:
-            d = float(np.linalg.norm(t.kalman.predict(0) - _features(animal)[0]))
+            d = float(np.linalg.norm(t.kalman.x[:2] - _features(animal)[0]))
         return d / t.scale
 
-    def _link(self, frame: int, animals: np.ndarray, found: list[int]) -> set[int]:
+    def _link(self, frame: int, animals: np.ndarray, found: list[int], alone: set[int]) -> dict[int, Tracklet]:
+        """Link this frame's animals to the open tracklets; a link with a close rival is cut
+        instead (the tracklet ends; the animal begins a new one)."""
         if not self.open or not found:
-            return set()
-        cost = np.array([[self._cost(t, animals[a], frame) for a in found] for t in self.open])
-        gate = self.settings.gate
-        rows, cols = linear_sum_assignment(np.where(cost <= gate, cost, _BIG))
-        matched = set()
-        for r, c in zip(rows, cols):
-            if cost[r, c] <= gate:
-                self._extend(self.open[r], frame, animals[found[c]], found[c])
-                matched.add(found[c])
-        return matched
+            return {}
+        s = self.settings
+        cost = np.array([[self._cost(t, animals[a]) for a in found] for t in self.open])
+        rows, cols = linear_sum_assignment(np.where(cost <= s.gate, cost, _BIG))
+        links = [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= s.gate]
+        linked_rows, linked_cols = {r for r, _ in links}, {c for _, c in links}
+        out: dict[int, Tracklet] = {}
+        cuts: list[tuple[Tracklet, int, bool]] = []
+        for r, c in links:
+            near = min(cost[r, c] + s.ambiguity, 2 * s.gate)
+            # two animals became one: a tracklet lost just now (detections flicker) was as near
+            merge = any(q != r and q not in linked_rows and self.open[q].last >= frame - _JUST_LOST
+                        and cost[q, c] < near for q in range(len(self.open)))
+            # one animal became two: a new animal is as near this tracklet
+            split = any(b != c and b not in linked_cols and cost[r, b] < near for b in range(len(found)))
+            # a lost tracklet comes back beside another: it may be that one's animal that came out
+            back = self.open[r].last < frame - 1 and any(q != r and cost[q, c] < near for q in range(len(self.open)))
+            if merge or split or back:
+                cuts.append((self.open[r], found[c], merge))
+            else:
+                out[found[c]] = self._extend(self.open[r], frame, animals[found[c]], found[c], found[c] in alone)
+        for t, a, merge in cuts:
+            self.open.remove(t)
+            out[a] = self._start(frame, animals[a], a, alone=a in alone, merged=merge)
+        return out
 
-    def _extend(self, t: _Tracklet, frame: int, animal: np.ndarray, row: int) -> None:
+    def _extend(self, t: Tracklet, frame: int, animal: np.ndarray, row: int, alone: bool) -> Tracklet:
         centroid, scale = _features(animal)
         t.kalman.correct(centroid)
         seen = np.isfinite(animal[:, :2]).all(1)
-        t.keypoints = t.keypoints + (t.kalman.predict(0) - t.centroid)  # unseen keypoints move along
+        t.keypoints = t.keypoints + (t.kalman.x[:2] - t.centroid)  # unseen keypoints move along
         t.keypoints[seen] = animal[seen, :2]
-        t.centroid, t.scale, t.last = t.kalman.predict(0), 0.8 * t.scale + 0.2 * scale, frame
-        t.rows[frame] = animal.copy()
-        if t.votes is not None:
-            t.votes[row] += 1
+        t.centroid, t.scale, t.last = t.kalman.x[:2].copy(), 0.8 * t.scale + 0.2 * scale, frame
+        t.frames += 1
+        if len(t.early) < _EARLY:
+            t.early.append((frame, centroid))
+        self._observe(t, animal, row, alone)
+        return t
 
-    def _start(self, frame: int, animal: np.ndarray, row: int) -> None:
+    def _start(self, frame: int, animal: np.ndarray, row: int, *, alone: bool, merged: bool = False) -> Tracklet:
         centroid, scale = _features(animal)
-        t = _Tracklet(self._next_ident, frame, frame, _Kalman.at(centroid), np.where(
-            np.isfinite(animal[:, :2]).all(1)[:, None], animal[:, :2], np.nan), centroid, scale,
-            votes=np.zeros(len(self.individuals)) if self.identity else None)
-        self._next_ident += 1
-        t.rows[frame] = animal.copy()
+        t = Tracklet(len(self.tracklets), frame, frame, _Kalman.at(centroid),
+                     np.where(np.isfinite(animal[:, :2]).all(1)[:, None], animal[:, :2], np.nan), centroid, scale,
+                     [(frame, centroid)], merged=merged,
+                     votes=np.zeros(self.n) if self.identity else None)
+        self._observe(t, animal, row, alone)
+        self.tracklets.append(t)
+        self.open.append(t)
+        return t
+
+    @staticmethod
+    def _observe(t: Tracklet, animal: np.ndarray, row: int, alone: bool) -> None:
         if t.votes is not None and row < len(t.votes):
             t.votes[row] += 1
-        self.open.append(t)
-        self.waiting.append(t)
-
-    def _close(self, t: _Tracklet) -> None:
-        self.open.remove(t)
-        if t.rows:
-            self._held.append(t)
-
-    # -- stage 2: stitching ------------------------------------------------------------------------
-    def _stitch(self, frame: int | None) -> None:
-        """Name the waiting tracklets that are old enough (or closed), by a Hungarian match with
-        the individuals whose tracklet has closed."""
-        ready = [t for t in self.waiting if frame is None or t not in self.open
-                 or frame - t.start >= self.settings.delay]
-        if not ready:
-            return
-        busy = {i for i, t in self.named.items() if t in self.open and t.name == i}
-        free = [i for i in range(len(self.individuals)) if i not in busy]
-        if free:
-            cost = np.array([[self._stitch_cost(t, i) for i in free] for t in ready])
-            rows, cols = linear_sum_assignment(cost)
-            for r, c in zip(rows, cols):
-                ready[r].name = free[c]
-                self.named[free[c]] = ready[r]
-        for t in ready:
-            self.waiting.remove(t)
-            if t.name is None:  # more animals than individuals: this tracklet's rows are dropped
-                t.rows.clear()
-
-    def _stitch_cost(self, t: _Tracklet, individual: int) -> float:
-        s = self.settings
-        cost = 0.0
-        if t.votes is not None and t.votes.sum():
-            cost -= s.identity_weight * t.votes[individual] / t.votes.sum()
-        before = self.named.get(individual)
-        if before is None:
-            return cost + individual * 1e-6  # never seen: names go in order of appearance
-        gap = max(1, t.start - before.last)
-        reach = before.centroid + min(gap, s.max_gap) * before.kalman.x[2:]  # carried on, not forever
-        first = _features(t.rows[min(t.rows)])[0] if t.rows else t.centroid
-        # The longer the gap, the further the animal may have gone: distance counts less (and
-        # never more than a few body sizes), so after a long absence identity votes decide.
-        spread = before.scale * (1.0 + gap / s.max_gap)
-        return cost + min(float(np.linalg.norm(reach - first)) / spread, 5.0) + s.gap_cost * gap
-
-    # -- output ------------------------------------------------------------------------------------
-    def _emit(self, upto: int | None) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
-        out = []
-        waiting_from = min((t.start for t in self.waiting), default=None)
-        while self.pending and (upto is None or self.pending[0] <= upto):
-            frame = self.pending[0]
-            if waiting_from is not None and frame >= waiting_from and upto is not None:
-                break  # an animal in this frame has no name yet
-            self.pending.popleft()
-            coords = np.full((len(self.individuals), self.k, 3), np.nan, np.float32)
-            for t in self.open + self._held:
-                row = t.rows.pop(frame, None)
-                if row is not None and t.name is not None:
-                    coords[t.name] = row
-            self._held = [t for t in self._held if t.rows]
-            out.append((frame, coords, self.unique.pop(frame, None)))
-        return out
+        size = _body_size(animal) if alone else None  # alone: nobody else near, seen or lost
+        if size is not None and len(t.sizes) < _SIZE_MEMORY:
+            t.sizes.append(size)
 
 
-def track(detections: Iterable[Poses], individuals: list[str], settings: TrackerSettings = TrackerSettings(), *,
-          identity: bool = False) -> Iterator[Poses]:
-    """Track chunks of per-frame animals (consecutive frames, in order); yields chunks of tracked
-    `Poses` named by ``individuals`` (the same frames, a ``settings.delay`` later)."""
-    tracker: Tracker | None = None
-    layout: Poses | None = None
-    for chunk in detections:
-        if tracker is None:
-            tracker = Tracker(individuals, len(chunk.keypoints), settings, identity=identity)
-            layout = chunk[:0]
-        done = []
-        for i, frame in enumerate(chunk.frame_numbers()):
-            done += tracker.update(int(frame), chunk.coords[i], None if chunk.unique is None else chunk.unique[i])
-        if done:
-            yield _as_poses(done, layout, individuals)  # type: ignore[arg-type]
-    if tracker is not None:
-        rest = tracker.finish()
-        if rest:
-            yield _as_poses(rest, layout, individuals)  # type: ignore[arg-type]
+# -- pass 2: stitching ---------------------------------------------------------------------------------
+def _continues(before: Tracklet, after: Tracklet, s: TrackerSettings) -> float:
+    """How badly ``after`` continues ``before``: how far ``after``'s first sightings lie from
+    where ``before``'s animal would be, carried on at its last velocity (not forever), in body
+    sizes that grow with the gap, plus a cost per frame of gap. Several sightings, not one: where
+    two animals parted, both begin beside where one was, but only one goes on its way."""
+    gap = max(1, after.start - before.last)
+    far = 0.0
+    for frame, xy in after.early:
+        steps = max(1, frame - before.last)
+        reach = before.centroid + min(steps, s.max_gap) * before.velocity
+        far += float(np.linalg.norm(reach - xy)) / (before.scale * (1.0 + steps / s.max_gap))
+    return min(far / len(after.early), 3.0) + min(s.gap_cost * gap, 1.5)
 
 
-def _as_poses(rows: list[tuple[int, np.ndarray, np.ndarray | None]], layout: Poses, individuals: list[str]) -> Poses:
-    coords = np.stack([r[1] for r in rows])
-    unique = np.stack([r[2] for r in rows]) if layout.unique_keypoints else None
-    return Poses(coords, layout.keypoints, list(individuals), unique=unique, unique_keypoints=layout.unique_keypoints,
-                 skeleton=layout.skeleton, frame_indices=np.array([r[0] for r in rows]), scorer=layout.scorer,
-                 model=layout.model, video=layout.video)
+def _size_cost(these: list[float], known: list[float]) -> float:
+    """How unlike two sets of body-size measurements are, in units of their uncertainty (the
+    spread of each over the square root of its count, and no less than `_SIZE_STEP`), capped."""
+    if len(these) < _SIZE_SAMPLES or len(known) < _SIZE_SAMPLES:
+        return 0.0
+    a, b = np.log(these), np.log(known)
+    spread = np.hypot(a.std() / np.sqrt(len(a)), b.std() / np.sqrt(len(b)))
+    return min(abs(float(np.median(a) - np.median(b))) / max(_SIZE_STEP, 3 * spread), 4.0)
+
+
+def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSettings = TrackerSettings()) -> np.ndarray:
+    """The individual (0..n-1) of each tracklet, by number; -1 for one that no name is free for
+    (more animals than individuals: a false detection, most likely).
+
+    In order of first frame; the tracklets that begin in one frame (animals that just parted)
+    are named together, by the Hungarian algorithm over the names free then: a name's cost is how
+    badly the tracklet continues the name's last one, how unlike their body sizes are, less the
+    identity head's votes. A name nobody held yet costs `_NEW_NAME`, so names go in order of
+    first appearance."""
+    s = settings
+    last: list[Tracklet | None] = [None] * n_individuals
+    sizes: list[list[float]] = [[] for _ in range(n_individuals)]
+    out = np.full(len(tracklets), -1, np.int64)
+    order = sorted(tracklets, key=lambda t: (t.start, t.ident))
+    i = 0
+    while i < len(order):
+        j = i
+        while j < len(order) and order[j].start == order[i].start:
+            j += 1
+        group = order[i:j]
+        i = j
+        cost = np.full((len(group), n_individuals), _BIG)
+        for r, t in enumerate(group):
+            for name in range(n_individuals):
+                before = last[name]
+                if before is not None and before.last >= t.start:
+                    continue  # still following its animal
+                c = _NEW_NAME if before is None else _continues(before, t, s)
+                if t.votes is not None and t.votes.sum():
+                    c -= s.identity_weight * t.votes[name] / t.votes.sum()
+                c += s.size_weight * _size_cost(t.sizes, sizes[name])
+                cost[r, name] = c
+        for r, name in zip(*linear_sum_assignment(cost)):
+            if cost[r, name] < _BIG:
+                t = group[r]
+                out[t.ident] = name
+                last[name] = t
+                if len(sizes[name]) < _SIZE_MEMORY:
+                    sizes[name].extend(t.sizes[: _SIZE_MEMORY - len(sizes[name])])
+    return out
+
+
+# -- both passes ---------------------------------------------------------------------------------------
+def track(read: Callable[[], Iterable[Poses]], individuals: list[str], settings: TrackerSettings = TrackerSettings(),
+          *, identity: bool = False) -> Iterator[Poses]:
+    """Track a video's per-frame animals: ``read()`` gives them as chunks of consecutive frames
+    (it is called twice: tracklets, then the rows under their names); yields the same chunks
+    named by ``individuals``."""
+    linker = Linker(len(individuals), settings, identity=identity)
+    rows: list[np.ndarray] = []  # (frames, A) tracklet number of each detection row, per chunk
+    for chunk in read():
+        rows.append(np.stack([linker.add(int(f), chunk.coords[i]) for i, f in enumerate(chunk.frame_numbers())])
+                    if len(chunk) else np.zeros((0, chunk.coords.shape[1]), np.int32))
+    names = stitch(linker.tracklets, len(individuals), settings)
+    chunks = iter(rows)
+    for chunk in read():
+        ids = next(chunks, None)
+        if ids is None or len(ids) != len(chunk):
+            raise ValueError("the detections changed between the two tracking passes; track them again")
+        coords = np.full((len(chunk), len(individuals), *chunk.coords.shape[2:]), np.nan, np.float32)
+        frame, row = np.nonzero(ids >= 0)
+        who = names[ids[frame, row]]
+        keep = who >= 0
+        coords[frame[keep], who[keep]] = chunk.coords[frame[keep], row[keep]]
+        yield Poses(coords, chunk.keypoints, list(individuals), unique=chunk.unique,
+                    unique_keypoints=chunk.unique_keypoints, skeleton=chunk.skeleton,
+                    frame_indices=chunk.frame_numbers(), scorer=chunk.scorer, model=chunk.model, video=chunk.video)

@@ -336,7 +336,7 @@ def track_results(model: PoseModel, detections: Path, final: Path, *, settings: 
     unique_writer: ResultsWriter | None = None
     frames = int(meta.get("frames_written", 0))
     try:
-        for chunk in track(read_dlc_blocks(detections), individuals, settings, identity=identity):
+        for chunk in track(lambda: read_dlc_blocks(detections), individuals, settings, identity=identity):
             if main_writer is None:
                 layout = chunk[:0]
                 main = replace(layout, unique=None, unique_keypoints=[],

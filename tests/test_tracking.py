@@ -73,7 +73,7 @@ def test_analyze_tracks_into_readable_files(multi_model, video, tmp_path):
     assert unique.keypoints == ["port"] and len(unique) == 160
     np.testing.assert_array_equal(unique.coords[:, 0, 0], detections.unique[:, 0])
     meta = load_meta(final)
-    assert meta["tracking"]["settings"]["delay"] == 30 and meta["fingerprint"]["tracking"]["max_gap"] == 15
+    assert meta["tracking"]["settings"]["ambiguity"] == 0.5 and meta["fingerprint"]["tracking"]["max_gap"] == 15
     assert meta["tracking"]["detections"] == detections_path(final).name
     assert final.with_suffix(".csv").exists() and unique_path(final).with_suffix(".csv").exists()
     movement = pytest.importorskip("movement.io.load_poses")
@@ -89,7 +89,7 @@ def test_reruns_skip_or_track_again_and_posezoo_track_agrees(multi_model, video,
     final.unlink()  # tracking is redone from the current detections, with the same result
     assert main(["analyze", str(multi_model), str(video), "--output-dir", str(tmp_path), "-q"]) == 0
     pd.testing.assert_frame_equal(pd.read_hdf(final), table, check_exact=True)
-    assert main(["track", str(multi_model), str(detections_path(final)), "--delay", "30"]) == 0
+    assert main(["track", str(multi_model), str(detections_path(final)), "--max-gap", "15"]) == 0
     pd.testing.assert_frame_equal(pd.read_hdf(final), table, check_exact=True)
     assert main(["analyze", str(multi_model), str(video), "--output-dir", str(tmp_path / "raw"), "-q",
                  "--no-tracking"]) == 0

@@ -60,7 +60,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     model = load_model(args.model, args)
     if model.spec.multi is None:
         raise CommandError(f"{model.path}: a single-animal model; tracking names several animals per frame")
-    settings = TrackerSettings(max_gap=args.max_gap, delay=args.delay)
+    settings = TrackerSettings(max_gap=args.max_gap)
     for detections in args.detections:
         if not detections.name.endswith("_detections.h5"):
             raise CommandError(f"{detections}: expected a <video><scorer>_detections.h5 table written by analyze")
@@ -254,15 +254,13 @@ def add_commands(sub: Any) -> None:
         "track", help="track the animals of multi-animal detections again (other settings, after a merge)",
         description="Name each frame's animals (a multi-animal analysis's <video><scorer>_detections.h5) by the "
                     "model's individuals, all video long: tracklets linked frame to frame by Kalman-predicted "
-                    "keypoints and the Hungarian algorithm, then stitched to the individuals (identity-head votes "
-                    "when the model has one). Writes <video><scorer>.h5 (and _unique.h5 for unique keypoints); "
-                    "`posezoo analyze` does this itself.")
+                    "keypoints and the Hungarian algorithm (cut where animals merge or part), then stitched to the "
+                    "individuals by motion, body size and identity-head votes (when the model has one). Writes "
+                    "<video><scorer>.h5 (and _unique.h5 for unique keypoints); `posezoo analyze` does this itself.")
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("detections", nargs="+", type=Path, help="_detections.h5 tables")
     p.add_argument("--max-gap", type=positive, default=15,
                    help="frames a tracklet may go unseen before it ends (default 15)")
-    p.add_argument("--delay", type=positive, default=30,
-                   help="frames a new tracklet is watched before it gets a name (> --max-gap; default 30)")
     p.add_argument("--csv", action="store_true", help="also write the .csv table")
     p.add_argument("--nwb", action="store_true", help='also write NWB (ndx-pose); needs pip install "posezoo[nwb]"')
     add_runtime_options(p)
