@@ -10,9 +10,11 @@ of detection and of tracking, the share of time tracking costs, and both peak RS
 Targets (issue: tracking): IDF1 >= 0.95, <= 1 switch per 1,000 frames, tracking <= 10 % of the
 analysis, 4x-length memory within 10 %.
 
-    python benchmarks/tracking_quality.py --run RUN [--frames 2400] [--seed 0]
+    python benchmarks/tracking_quality.py --run RUN [--frames 2400] [--seed 0] [--also 2 3]
 
-``--run`` is a multi-animal training run (exported here if it has no export) or ``--model M.onnx``.
+``--run`` is a multi-animal training run (exported here if it has no export) or ``--model M.onnx``;
+``--also`` scores the videos of other seeds' projects too (other arenas, cameras and mice: more
+crossings to get right, with a model that never saw them).
 """
 from __future__ import annotations
 
@@ -59,6 +61,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=2400, help="video length (default 2400)")
     parser.add_argument("--seed", type=int, default=0, help="the synthetic project's seed (the run's project)")
     parser.add_argument("--animals", type=int, default=3)
+    parser.add_argument("--also", type=int, nargs="*", default=[], metavar="SEED",
+                        help="score these seeds' videos too (tracking quality only)")
     args = parser.parse_args()
     if (args.run is None) == (args.model is None):
         parser.error("give --run or --model")
@@ -85,6 +89,12 @@ def main() -> int:
         one = analyse(model, video, tmp / "out1")
         scores = tracking_scores(truth, load_poses(one["final"]))
         long = analyse(model, four, tmp / "out4")
+        others = {}
+        for seed in args.also:
+            other = make_multi_project(tmp / f"session{seed}", animals=args.animals, n_frames=2,
+                                       video_frames=args.frames, seed=seed)
+            done = analyse(model, other / "videos" / f"{VIDEO_NAME}.mp4", tmp / f"out-{seed}")
+            others[seed] = tracking_scores(load_multi_truth(other), load_poses(done["final"]))
     load1 = os.getloadavg()
     frames = one["frames"]
     share = one["track_s"] / (one["detect_s"] + one["track_s"])
@@ -101,6 +111,9 @@ def main() -> int:
     print(f"tracking's share      {100 * share:7.1f} %     of the analysis (target <= 10 %)")
     print(f"peak RSS 1x / 4x      {one['vm_hwm_mb']:.1f} / {long['vm_hwm_mb']:.1f} MB  "
           f"(ratio {long['vm_hwm_mb'] / one['vm_hwm_mb']:.3f}; target <= 1.10)")
+    for seed, other in others.items():
+        print(f"seed {seed} video            IDF1 {other['idf1']:.3f}, MOTA {other['mota']:.3f}, {other['switches']} switches "
+              f"({other['switches_per_1000_frames']:.2f} per 1,000 frames), {other['misses']} misses")
     return 0
 
 
