@@ -7,15 +7,14 @@ backend supplies only ``forward``: prepared uint8 frames -> heatmap probabilitie
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from posezoo.runtime import geometry
+from posezoo.runtime.assemble import graph_indices, poses_from_candidates
 from posezoo.runtime.poses import Poses
 from posezoo.runtime.spec import Spec
-
-from posezoo.runtime.assemble import graph_indices, poses_from_candidates
 
 from .data import decode, edge_affinities, peak_candidates
 
@@ -27,17 +26,13 @@ Forward = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 Predictor = Callable[[Sequence[np.ndarray]], Poses]
 
 
-def predict_frames(forward: Forward, frames: Sequence[np.ndarray], spec: Spec, *, color: str = "rgb",
-                   batch_size: int = 8) -> Poses:
-    """Frames of any sizes (grouped by size, ``batch_size`` at a time) -> `Poses` in frame pixels."""
-    if spec.multi is not None:
-        return _predict_multi(forward, frames, spec, color=color, batch_size=batch_size)
-    coords = np.empty((len(frames), 1, len(spec.keypoints), 3), np.float32)
+def _batches(frames: Sequence[np.ndarray], spec: Spec, color: str,
+             batch_size: int) -> Iterator[tuple[list[int], geometry.Plan, np.ndarray]]:
+    """Frames grouped by size, ``batch_size`` at a time: (their indices, the plan, the input batch)."""
     groups: dict[tuple[int, int], list[int]] = {}
     for i, frame in enumerate(frames):
         groups.setdefault(frame.shape[:2], []).append(i)
     swap = color.lower() != spec.input.color.lower()
-    dec = spec.decode
     for (h, w), idx in groups.items():
         plan = geometry.plan(h, w, spec.input, spec.preprocess)
         for start in range(0, len(idx), batch_size):
@@ -45,8 +40,19 @@ def predict_frames(forward: Forward, frames: Sequence[np.ndarray], spec: Spec, *
             batch = np.empty((len(chunk), *plan.tensor, 3), np.uint8)
             for j, i in enumerate(chunk):
                 geometry.apply(frames[i], plan, spec.preprocess, swap_rb=swap, out=batch[j])
-            probs, locref = forward(batch)
-            coords[chunk, 0] = plan.to_frame(decode(probs, locref, dec.stride, offset=dec.offset, locref_scale=dec.locref_scale))
+            yield chunk, plan, batch
+
+
+def predict_frames(forward: Forward, frames: Sequence[np.ndarray], spec: Spec, *, color: str = "rgb",
+                   batch_size: int = 8) -> Poses:
+    """Frames of any sizes (grouped by size, ``batch_size`` at a time) -> `Poses` in frame pixels."""
+    if spec.multi is not None:
+        return _predict_multi(forward, frames, spec, color=color, batch_size=batch_size)
+    coords = np.empty((len(frames), 1, len(spec.keypoints), 3), np.float32)
+    dec = spec.decode
+    for chunk, plan, batch in _batches(frames, spec, color, batch_size):
+        probs, locref = forward(batch)
+        coords[chunk, 0] = plan.to_frame(decode(probs, locref, dec.stride, offset=dec.offset, locref_scale=dec.locref_scale))
     return Poses(coords, spec.keypoints, skeleton=spec.skeleton, scorer=spec.name, model=spec.name)
 
 
@@ -75,20 +81,10 @@ def multi_outputs(outputs: tuple[np.ndarray, ...], spec: Spec) -> dict[str, np.n
 def _predict_multi(forward: Forward, frames: Sequence[np.ndarray], spec: Spec, *, color: str,
                    batch_size: int) -> Poses:
     parts: list[tuple[list[int], Poses]] = []
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, frame in enumerate(frames):
-        groups.setdefault(frame.shape[:2], []).append(i)
-    swap = color.lower() != spec.input.color.lower()
-    for (h, w), idx in groups.items():
-        plan = geometry.plan(h, w, spec.input, spec.preprocess)
-        for start in range(0, len(idx), batch_size):
-            chunk = idx[start:start + batch_size]
-            batch = np.empty((len(chunk), *plan.tensor, 3), np.uint8)
-            for j, i in enumerate(chunk):
-                geometry.apply(frames[i], plan, spec.preprocess, swap_rb=swap, out=batch[j])
-            out = multi_outputs(forward(batch), spec)
-            parts.append((chunk, poses_from_candidates(spec, plan.to_frame(out["candidates"]), out["affinities"],
-                                                       out.get("identity"))))
+    for chunk, plan, batch in _batches(frames, spec, color, batch_size):
+        out = multi_outputs(forward(batch), spec)
+        parts.append((chunk, poses_from_candidates(spec, plan.to_frame(out["candidates"]), out["affinities"],
+                                                   out.get("identity"))))
     first = parts[0][1]
     coords = np.full((len(frames), *first.coords.shape[1:]), np.nan, np.float32)
     unique = np.full((len(frames), *first.unique.shape[1:]), np.nan, np.float32) if first.unique is not None else None

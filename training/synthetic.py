@@ -536,8 +536,8 @@ def load_video_truth(project_root: str | os.PathLike, video: str = VIDEO_NAME) -
     """The exact poses of a synthetic project's video (likelihood 1), keypoints in config order."""
     path = Path(project_root) / "videos" / f"{video}_truth.h5"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no ground truth here (is {project_root} a synthetic "
-                                "project made by posezoo.training.synthetic.make_project?)")
+        raise FileNotFoundError(f"{path}: no ground truth here (is {project_root} a synthetic project made by "
+                                "posezoo.training.synthetic.make_project or synthetic_multi.make_multi_project?)")
     return read_dlc(path)
 
 

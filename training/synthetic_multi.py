@@ -26,12 +26,12 @@ import numpy as np
 import yaml
 
 from posezoo.runtime.files import write_bytes_atomic
-from posezoo.runtime.io.dlc import read_dlc, write_dlc
+from posezoo.runtime.io.dlc import write_dlc
 from posezoo.runtime.poses import Poses
 
 from .synthetic import (_EDGE, _SCALE_RANGE, SUPPORTED_BODYPARTS, Look, Pose, _arena, _camera,
                         _config_text, _look, _random_pose, _reach, _trajectory, _write_png, _write_video,
-                        draw_animal, expose)
+                        draw_animal, expose, load_video_truth)
 
 VIDEO_NAME = "mice1"
 DEFAULT_BODYPARTS = ("snout", "leftear", "rightear", "neck", "bodycenter", "tailbase")
@@ -216,11 +216,7 @@ def _write_session_video(video_dir: Path, animals: int, video_frames: int, fps: 
 
 def load_multi_truth(project_root: str | os.PathLike, video: str = VIDEO_NAME) -> Poses:
     """The exact poses of a synthetic multi-animal project's video (NaN where an animal is hidden)."""
-    path = Path(project_root) / "videos" / f"{video}_truth.h5"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no ground truth here (is {project_root} a synthetic multi-animal "
-                                "project made by posezoo.training.synthetic_multi.make_multi_project?)")
-    return read_dlc(path)
+    return load_video_truth(project_root, video)
 
 
 def main(argv: list[str] | None = None) -> int:
