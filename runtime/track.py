@@ -32,7 +32,7 @@ from .poses import Poses
 _BIG = 1e6
 _SIZE_MEMORY = 500  # body sizes kept per tracklet and per individual
 _SIZE_SAMPLES = 5  # fewer and a body size says too little
-_SIZE_STEP = 0.1  # a 5 % difference in body size costs as much as one body size of distance
+_SIZE_STEP = 0.1  # a 10 % difference in body size costs as much as one body size of distance
 _EARLY = 10  # first sightings of a tracklet kept, to see where it goes
 _JUST_LOST = 3  # frames: a tracklet unseen this long and near an animal may be under it
 _NEW_NAME = 2.0  # the cost of a name nobody holds yet: a poor continuation costs about this
@@ -44,7 +44,7 @@ class TrackerSettings:
     animal to a tracklet; ``max_gap``: frames a tracklet may go unseen before it ends;
     ``min_keypoints``: fewer visible keypoints than this is no animal; ``ambiguity``: a link whose
     rival costs less than the link plus this much is cut; ``gap_cost``: stitching cost per frame
-    between two tracklets of one name; ``size_weight``: how much a change of body size (per 5 %)
+    between two tracklets of one name; ``size_weight``: how much a change of body size (per 10 %)
     counts in stitching; ``identity_weight``: how much an identity head's vote counts."""
 
     gate: float = 1.0
@@ -104,8 +104,6 @@ class Tracklet:
     centroid: np.ndarray  # at the last sighting (filtered)
     scale: float
     early: list[tuple[int, np.ndarray]]  # (frame, centroid) of the first sightings
-    merged: bool = False  # begun where two animals became one: its poses are neither's alone
-    frames: int = 1
     sizes: list[float] = field(default_factory=list)  # body size in frames where it was alone
     votes: np.ndarray | None = None  # identity-head rows it was assembled in (counts)
 
@@ -185,7 +183,7 @@ class Linker:
         links = [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= s.gate]
         linked_rows, linked_cols = {r for r, _ in links}, {c for _, c in links}
         out: dict[int, Tracklet] = {}
-        cuts: list[tuple[Tracklet, int, bool]] = []
+        cuts: list[tuple[Tracklet, int]] = []
         for r, c in links:
             near = min(cost[r, c] + s.ambiguity, 2 * s.gate)
             # two animals became one: a tracklet lost just now (detections flicker) was as near
@@ -196,12 +194,12 @@ class Linker:
             # a lost tracklet comes back beside another: it may be that one's animal that came out
             back = self.open[r].last < frame - 1 and any(q != r and cost[q, c] < near for q in range(len(self.open)))
             if merge or split or back:
-                cuts.append((self.open[r], found[c], merge))
+                cuts.append((self.open[r], found[c]))
             else:
                 out[found[c]] = self._extend(self.open[r], frame, animals[found[c]], found[c], found[c] in alone)
-        for t, a, merge in cuts:
+        for t, a in cuts:
             self.open.remove(t)
-            out[a] = self._start(frame, animals[a], a, alone=a in alone, merged=merge)
+            out[a] = self._start(frame, animals[a], a, alone=a in alone)
         return out
 
     def _extend(self, t: Tracklet, frame: int, animal: np.ndarray, row: int, alone: bool) -> Tracklet:
@@ -211,18 +209,16 @@ class Linker:
         t.keypoints = t.keypoints + (t.kalman.x[:2] - t.centroid)  # unseen keypoints move along
         t.keypoints[seen] = animal[seen, :2]
         t.centroid, t.scale, t.last = t.kalman.x[:2].copy(), 0.8 * t.scale + 0.2 * scale, frame
-        t.frames += 1
         if len(t.early) < _EARLY:
             t.early.append((frame, centroid))
         self._observe(t, animal, row, alone)
         return t
 
-    def _start(self, frame: int, animal: np.ndarray, row: int, *, alone: bool, merged: bool = False) -> Tracklet:
+    def _start(self, frame: int, animal: np.ndarray, row: int, *, alone: bool) -> Tracklet:
         centroid, scale = _features(animal)
         t = Tracklet(len(self.tracklets), frame, frame, _Kalman.at(centroid),
                      np.where(np.isfinite(animal[:, :2]).all(1)[:, None], animal[:, :2], np.nan), centroid, scale,
-                     [(frame, centroid)], merged=merged,
-                     votes=np.zeros(self.n) if self.identity else None)
+                     [(frame, centroid)], votes=np.zeros(self.n) if self.identity else None)
         self._observe(t, animal, row, alone)
         self.tracklets.append(t)
         self.open.append(t)
