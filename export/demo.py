@@ -20,6 +20,7 @@ from posezoo.runtime.evaluate import evaluate_model, format_metrics
 from posezoo.runtime.io import load_poses
 from posezoo.runtime.model import PoseModel
 from posezoo.runtime.plots import plot_poses
+from posezoo.runtime.track_metrics import tracking_scores
 from posezoo.runtime.video import analyze_video
 from posezoo.training.api import train
 from posezoo.training.project import load_project
@@ -88,7 +89,8 @@ def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None
         plots = plot_poses(poses, output_dir / "analysis" / "plots", title=h5.name)
         print(f"   {labeled}\n   plots: {', '.join(p.name for p in plots)}")
 
-    truth = (load_multi_truth(project_dir) if animals > 1 else load_video_truth(project_dir)).xy
+    truth_poses = load_multi_truth(project_dir) if animals > 1 else load_video_truth(project_dir)
+    truth = truth_poses.xy
     error = _matched_error(poses.xy, truth)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a model that found nothing: NaN, said as such
@@ -100,9 +102,13 @@ def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None
     print(f"   video error against the known truth: mean {mean_error:.2f} px, median "
           f"{median_error:.2f} px over {len(truth)} frames x {truth.shape[2]} keypoints{found}")
     print("   per keypoint: " + ", ".join(f"{k} {e:.2f}" for k, e in zip(model.keypoints, per_kp)))
+    identities = tracking_scores(truth_poses, poses) if animals > 1 else None
+    if identities is not None:
+        print(f"   identities against the true tracks: IDF1 {identities['idf1']:.3f}, MOTA {identities['mota']:.3f}, "
+              f"{identities['switches']} identity switches")
     print(f"   total {sum(timings.values()):.0f} s; outputs in {output_dir}")
     return {"video_error_px": float(mean_error), "test": metrics, "timings": timings,
-            "model": str(exported.path), "results": str(h5)}
+            "model": str(exported.path), "results": str(h5), "tracking": identities}
 
 
 def _matched_error(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:

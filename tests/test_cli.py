@@ -59,3 +59,17 @@ def test_errors_are_one_line_with_nonzero_exit(tmp_path):
     out = run("predict", str(model), str(tmp_path / "bad.png"), "-o", str(tmp_path / "p.csv"))
     assert out.returncode == 2 and "bad.png" in out.stderr
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_multi_animal_demo_runs_every_step_and_scores_the_tracks(tmp_path):
+    """The README's demo with --animals (a few epochs: the pipeline, not the accuracy)."""
+    out = tmp_path / "demo"
+    done = run("demo", "--animals", "3", "--epochs", "3", "--output-dir", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for step in range(1, 7):
+        assert f"== {step}/6" in done.stdout
+    assert "identities against the true tracks: IDF1" in done.stdout
+    [table] = [p for p in (out / "analysis").glob("*.h5") if not p.stem.endswith(("_detections", "_unique"))]
+    columns = pd.read_hdf(table).columns
+    assert list(columns.unique("individuals")) == ["mouse1", "mouse2", "mouse3"]
+    assert (out / "analysis" / "mice1_labeled.mp4").stat().st_size > 0
