@@ -325,3 +325,5 @@ def track(read: Callable[[], Iterable[Poses]], individuals: list[str], settings:
         yield Poses(coords, chunk.keypoints, list(individuals), unique=chunk.unique,
                     unique_keypoints=chunk.unique_keypoints, skeleton=chunk.skeleton,
                     frame_indices=chunk.frame_numbers(), scorer=chunk.scorer, model=chunk.model, video=chunk.video)
+    if next(chunks, None) is not None:
+        raise ValueError("the detections changed between the two tracking passes; track them again")

@@ -152,15 +152,20 @@ def test_memory_is_one_summary_per_tracklet_and_a_number_per_row():
 
 def test_the_detections_are_read_twice_and_must_not_change():
     det = _detections(_truth(200, seed=8))
-    reads = []
 
-    def read():
-        reads.append(1)
-        return [det] if len(reads) == 1 else [det[:100]]
+    def reads(*second: Poses):
+        """A reader whose second read gives ``second`` instead of what the first gave."""
+        calls = []
 
-    with pytest.raises(ValueError, match="changed between the two tracking passes"):
-        list(track(read, NAMES))
-    assert len(reads) == 2
+        def read() -> list[Poses]:
+            calls.append(1)
+            return [det[:100], det[100:]] if len(calls) == 1 else list(second)
+        return read
+
+    assert len(Poses.concat(list(track(reads(det[:100], det[100:]), NAMES)))) == 200
+    for second in ((det[:100], det[100:150]), (det[:100],), (det[:100], det[100:], det[:10])):
+        with pytest.raises(ValueError, match="changed between the two tracking passes"):
+            list(track(reads(*second), NAMES))
 
 
 def test_identity_rows_vote_across_a_long_absence():
