@@ -241,7 +241,7 @@ def _variant(kind: str, fp32_path: Path, spec: Spec, frames: list[np.ndarray], f
     from ..variants import make_variant
 
     progress(f"{kind}: converting" + (" (calibrating on the gate frames)" if kind == "int8" else ""))
-    vmodel = make_variant(kind, fp32_path, frames, workdir)
+    vmodel = make_variant(kind, fp32_path, frames, workdir, float_heads=True)
     vspec = Spec.from_dict(spec.to_dict())
     vspec.provenance["precision"] = kind
     staged = write_model(vmodel, vspec, workdir / f"{kind}.onnx")
