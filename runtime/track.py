@@ -45,7 +45,10 @@ class TrackerSettings:
     ``min_keypoints``: fewer visible keypoints than this is no animal; ``ambiguity``: a link whose
     rival costs less than the link plus this much is cut; ``gap_cost``: stitching cost per frame
     between two tracklets of one name; ``size_weight``: how much a change of body size (per 10 %)
-    counts in stitching; ``identity_weight``: how much an identity head's vote counts."""
+    counts in stitching; ``identity_weight``: how much an identity head's vote counts;
+    ``min_length``: a tracklet spanning fewer frames is stitched (it carries its animal's motion
+    on) but left out of the results, as DeepLabCut leaves residual tracklets: they begin and end
+    where animals tangle, and there a wrong name costs more than a gap."""
 
     gate: float = 1.0
     max_gap: int = 15
@@ -54,11 +57,12 @@ class TrackerSettings:
     gap_cost: float = 0.02
     size_weight: float = 1.0
     identity_weight: float = 10.0
+    min_length: int = 10
 
     def __post_init__(self) -> None:
-        if self.gate <= 0 or self.min_keypoints < 1 or self.max_gap < 1:
-            raise ValueError(f"gate must be > 0, min_keypoints >= 1 and max_gap >= 1, got {self.gate}, "
-                             f"{self.min_keypoints}, {self.max_gap}")
+        if self.gate <= 0 or self.min_keypoints < 1 or self.max_gap < 1 or self.min_length < 1:
+            raise ValueError(f"gate must be > 0, min_keypoints, max_gap and min_length >= 1, got {self.gate}, "
+                             f"{self.min_keypoints}, {self.max_gap}, {self.min_length}")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -260,7 +264,8 @@ def _size_cost(these: list[float], known: list[float]) -> float:
 
 def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSettings = TrackerSettings()) -> np.ndarray:
     """The individual (0..n-1) of each tracklet, by number; -1 for one that no name is free for
-    (more animals than individuals: a false detection, most likely).
+    (more animals than individuals: a false detection, most likely) or shorter than
+    ``settings.min_length`` frames.
 
     In order of first frame; the tracklets that begin in one frame (animals that just parted)
     are named together, by the Hungarian algorithm over the names free then: a name's cost is how
@@ -297,6 +302,9 @@ def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSetti
                 last[name] = t
                 if len(sizes[name]) < _SIZE_MEMORY:
                     sizes[name].extend(t.sizes[: _SIZE_MEMORY - len(sizes[name])])
+    for t in tracklets:
+        if t.last - t.start + 1 < s.min_length:
+            out[t.ident] = -1
     return out
 
 
