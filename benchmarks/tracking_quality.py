@@ -10,7 +10,7 @@ of detection and of tracking, the share of time tracking costs, and both peak RS
 Targets (issue: tracking): IDF1 >= 0.95, <= 1 switch per 1,000 frames, tracking <= 10 % of the
 analysis, 4x-length memory within 10 %.
 
-    python benchmarks/tracking_quality.py --run RUN [--frames 2400] [--seed 0] [--also 2 3]
+    python benchmarks/tracking_quality.py --run RUN [--frames 2400] [--seed 0] [--also 2 3] [--min-length 10]
 
 ``--run`` is a multi-animal training run (exported here if it has no export) or ``--model M.onnx``;
 ``--also`` scores the videos of other seeds' projects too (other arenas, cameras and mice: more
@@ -33,10 +33,12 @@ import json, sys, time
 from pathlib import Path
 from posezoo.runtime import PoseModel
 from posezoo.runtime.video import analyze_video, detections_path, load_meta
-model_path, video, out = sys.argv[1:4]
+from posezoo.runtime.track import TrackerSettings
+model_path, video, out, min_length = sys.argv[1:5]
 model = PoseModel.load(model_path, device="cpu", threads=2)
 t0 = time.perf_counter()
-final = analyze_video(model, video, out, progress=False, overwrite=True)
+final = analyze_video(model, video, out, progress=False, overwrite=True,
+                      tracking=TrackerSettings(min_length=int(min_length)))
 wall = time.perf_counter() - t0
 meta, det = load_meta(final), load_meta(detections_path(final))
 status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
@@ -46,8 +48,9 @@ print(json.dumps({"final": str(final), "wall_s": wall, "frames": det["frames_wri
 """
 
 
-def analyse(model: Path, video: Path, out: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(model), str(video), str(out)], capture_output=True,
+def analyse(model: Path, video: Path, out: Path, min_length: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(model), str(video), str(out), str(min_length)],
+                          capture_output=True,
                           text=True)
     if done.returncode:
         raise SystemExit(f"analysis of {video} failed:\n{done.stderr[-3000:]}")
@@ -61,6 +64,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=2400, help="video length (default 2400)")
     parser.add_argument("--seed", type=int, default=0, help="the synthetic project's seed (the run's project)")
     parser.add_argument("--animals", type=int, default=3)
+    parser.add_argument("--min-length", type=int, default=1,
+                        help="tracking's min_length (posezoo track --min-length; default 1)")
     parser.add_argument("--also", type=int, nargs="*", default=[], metavar="SEED",
                         help="score these seeds' videos too (tracking quality only)")
     args = parser.parse_args()
@@ -86,20 +91,20 @@ def main() -> int:
         video = project / "videos" / f"{VIDEO_NAME}.mp4"
         truth = load_multi_truth(project)
         _, four, _ = make_videos(video, tmp, None)
-        one = analyse(model, video, tmp / "out1")
+        one = analyse(model, video, tmp / "out1", args.min_length)
         scores = tracking_scores(truth, load_poses(one["final"]))
-        long = analyse(model, four, tmp / "out4")
+        long = analyse(model, four, tmp / "out4", args.min_length)
         others = {}
         for seed in args.also:
             other = make_multi_project(tmp / f"session{seed}", animals=args.animals, n_frames=2,
                                        video_frames=args.frames, seed=seed)
-            done = analyse(model, other / "videos" / f"{VIDEO_NAME}.mp4", tmp / f"out-{seed}")
+            done = analyse(model, other / "videos" / f"{VIDEO_NAME}.mp4", tmp / f"out-{seed}", args.min_length)
             others[seed] = tracking_scores(load_multi_truth(other), load_poses(done["final"]))
     load1 = os.getloadavg()
     frames = one["frames"]
     share = one["track_s"] / (one["detect_s"] + one["track_s"])
     print(f"model {model}; video {args.frames} frames, {args.animals} mice (seed {args.seed}); CPU, 2 threads; "
-          f"load average {load0[0]:.1f} -> {load1[0]:.1f}")
+          f"min_length {args.min_length}; load average {load0[0]:.1f} -> {load1[0]:.1f}")
     print(f"IDF1                  {scores['idf1']:8.3f}      (target >= 0.95)")
     print(f"MOTA                  {scores['mota']:8.3f}")
     print(f"identity switches     {scores['switches']:8d}      ({scores['switches_per_1000_frames']:.2f} per 1,000 "
