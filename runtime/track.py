@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import groupby
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -277,14 +278,8 @@ def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSetti
     last: list[Tracklet | None] = [None] * n_individuals
     sizes: list[list[float]] = [[] for _ in range(n_individuals)]
     out = np.full(len(tracklets), -1, np.int64)
-    order = sorted(tracklets, key=lambda t: (t.start, t.ident))
-    i = 0
-    while i < len(order):
-        j = i
-        while j < len(order) and order[j].start == order[i].start:
-            j += 1
-        group = order[i:j]
-        i = j
+    for _, begun in groupby(sorted(tracklets, key=lambda t: (t.start, t.ident)), key=lambda t: t.start):
+        group = list(begun)
         cost = np.full((len(group), n_individuals), _BIG)
         for r, t in enumerate(group):
             for name in range(n_individuals):
