@@ -14,7 +14,8 @@ def test_defaults_are_valid_and_complete() -> None:
     cfg = TrainConfig()
     assert cfg.backend == "torch" and cfg.model.name == "lite" and cfg.model.kwargs == {}
     assert cfg.input.size_multiple == 32 and cfg.input.interpolation == "area"
-    assert all(v % 32 == 0 for v in cfg.input.train_size)
+    assert cfg.input.scale is None and cfg.input.train_size is None and cfg.train.batch_size is None  # from the data
+    assert cfg.train.steps >= 1 and cfg.train.epochs is None and cfg.train.total_steps(3) == cfg.train.steps
     assert isinstance(cfg.augment, AugmentConfig) and isinstance(cfg.targets, TargetConfig)
     assert cfg.optimizer.name == "adamw" and cfg.schedule.name == "cosine"
     assert cfg.split.test_indices is None and 0 < cfg.split.train_fraction < 1
@@ -30,7 +31,7 @@ input: {scale: 1, train_size: [192, 256]}
 augment: {rotation: 10, scale: [0.9, 1.1], flip_pairs: [[leftear, rightear]]}
 targets: {stride: 4, sigma: 5}
 optimizer: {lr: 0.002}
-schedule: {name: step, milestones: [50, 80], gamma: 0.5, warmup_epochs: 0}
+schedule: {name: step, milestones: [0.5, 0.8], gamma: 0.5, warmup: 0}
 train: {epochs: 100, batch_size: 4, time_limit_minutes: 30, threads: 2, device: "cuda:1"}
 split: {test_indices: [4, 9, 14], seed: 3}
 """
@@ -46,7 +47,7 @@ split: {test_indices: [4, 9, 14], seed: 3}
     assert cfg.augment.flip_pairs == [("leftear", "rightear")]
     assert cfg.augment.flip_prob == AugmentConfig().flip_prob  # untouched keys keep defaults
     assert cfg.targets.stride == 4 and cfg.targets.sigma == 5.0 and cfg.targets.locref_radius == 8.0
-    assert cfg.schedule.milestones == [50, 80] and cfg.schedule.gamma == 0.5
+    assert cfg.schedule.milestones == [0.5, 0.8] and cfg.schedule.gamma == 0.5
     assert cfg.train.time_limit_minutes == 30.0 and cfg.train.threads == 2
     assert cfg.split.test_indices == [4, 9, 14]
 
@@ -67,8 +68,8 @@ def test_hash_is_canonical_and_sensitive() -> None:
     assert a.hash() == TrainConfig().hash() and len(a.hash()) == 64
     assert a.hash() != a.with_overrides({"optimizer.lr": 0.0011}).hash()
     # ints and floats, tuples and lists, key order: same config, same hash
-    b = TrainConfig.from_dict({"train": {"seed": 0, "epochs": a.train.epochs},
-                               "input": {"train_size": list(a.input.train_size), "scale": a.input.scale}})
+    b = TrainConfig.from_dict({"train": {"seed": 0, "steps": float(a.train.steps)},
+                               "input": {"train_size": None, "scale": a.input.scale}})
     assert b.hash() == a.hash()
     # the source path is provenance, not content
     assert TrainConfig.from_dict({}, source="elsewhere.yaml").hash() == a.hash()
@@ -106,8 +107,8 @@ def test_unknown_keys_list_the_allowed_ones() -> None:
 
 
 def test_wrong_types_say_what_was_expected() -> None:
-    assert _error({"train": {"epochs": "ten"}}) == \
-        "cfg.yaml: train.epochs: expected an integer, got 'ten' (str)"
+    assert _error({"train": {"steps": "ten"}}) == \
+        "cfg.yaml: train.steps: expected an integer, got 'ten' (str)"
     assert "expected an integer" in _error({"train": {"batch_size": 2.5}})
     assert "expected a number" in _error({"optimizer": {"lr": "fast"}})
     assert "train.threads: expected an integer or null, got True" in _error({"train": {"threads": True}})
@@ -121,7 +122,7 @@ def test_wrong_types_say_what_was_expected() -> None:
 
 
 def test_out_of_range_values() -> None:
-    assert _error({"train": {"epochs": 0}}) == "cfg.yaml: train.epochs: must be >= 1, got 0"
+    assert _error({"train": {"epochs": 0}}) == "cfg.yaml: train.epochs: must be >= 1 or null (train for `steps`), got 0"
     assert "optimizer.lr: must be in (0, 1]" in _error({"optimizer": {"lr": -0.1}})
     assert "input.scale: must be in (0, 4]" in _error({"input": {"scale": 0}})
     msg = _error({"input": {"train_size": [250, 256]}})
@@ -146,7 +147,7 @@ def test_override_errors_name_the_key() -> None:
         base.with_overrides({"train.epoch": 5})
     with pytest.raises(ConfigError, match=r"^override: trian: unknown key"):
         base.with_overrides({"trian.epochs": 5})
-    with pytest.raises(ConfigError, match=r"train\.epochs: must be >= 1"):
+    with pytest.raises(ConfigError, match=r"train\.epochs: must be >= 1 or null"):
         base.with_overrides({"train.epochs": 0})
     with pytest.raises(ConfigError, match=r"train\.epochs\.x: train\.epochs is not a section"):
         base.with_overrides({"train.epochs.x": 1})

@@ -26,7 +26,11 @@ from posezoo.training.synthetic import make_project  # noqa: E402
 # are per rank by design; augmentation on, so ranks draw different augmentations.
 STEPS_ARGS = ["--model", "lite", "--epochs", "5", "--batch-size", "8", "--set", "model.norm=group",
               "--set", "input.scale=1.0", "--set", "input.train_size=[96,96]", "--set", "train.eval_every=100",
-              "--set", "train.threads=1", "--quiet"]
+              "--set", "train.threads=1", "--set", "schedule.warmup=0.95", "--quiet"]
+# Ranks sum gradients in another order than one process does, and Adam magnifies the rounding of
+# near-zero gradients: measured, the weights differ by 5e-4 (torch) and 1.4e-3 (TF) after 20 warmup steps,
+# where the same steps with batches of 4 instead of 8 differ by 0.03 and another seed by 1.2.
+SAME_WEIGHTS = 5e-3
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +101,7 @@ def test_torchrun_two_processes_match_one_with_the_same_global_batch(project: Pa
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert len(_rows(out)) == 5 and _rows(out)[-1]["step"] == "20"
-    assert _max_difference(single, out) < 1e-5
+    assert _max_difference(single, out) < SAME_WEIGHTS
     for a, b in zip(_rows(single), _rows(out)):  # the logged loss is the whole batch's
         assert abs(float(a["loss"]) - float(b["loss"])) < 1e-5
     assert (out / "metrics.json").is_file() and done.stdout.count("run directory:") == 1  # rank 0 reports
@@ -125,7 +129,7 @@ def test_devices_restarts_itself_under_torchrun_and_resumes_after_kill_9(project
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert [r["epoch"] for r in _rows(out)] == ["0", "1", "2", "3", "4"]
-    assert _max_difference(single, out) < 1e-5
+    assert _max_difference(single, out) < SAME_WEIGHTS
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
@@ -147,7 +151,7 @@ from posezoo.training.api import train
 
 project, out = sys.argv[1], sys.argv[2]
 settings = {"model": "lite", "epochs": 5, "batch_size": 8, "model.norm": "group", "input.scale": 1.0,
-            "input.train_size": [96, 96], "train.eval_every": 100, "train.threads": 1}
+            "input.train_size": [96, 96], "train.eval_every": 100, "train.threads": 1, "schedule.warmup": 0.95}
 one = train(project, backend="tf", output=out + "/one", progress=False, **settings)
 
 append = loop.append_log
@@ -187,4 +191,4 @@ def test_tf_mirrored_strategy_on_two_devices_matches_one_and_resumes(project: Pa
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["epochs"] == ["0", "1", "2", "3", "4"]
-    assert result["max_difference"] < 1e-5
+    assert result["max_difference"] < SAME_WEIGHTS

@@ -43,7 +43,7 @@ def test_overfits_a_few_frames(tmp_path, synthetic_project):
     """Without augmentation a few frames are memorised: predictions land within a few pixels."""
     run = train(synthetic_project, output=tmp_path / "overfit", progress=False, model="lite", epochs=120,
                 batch_size=4, eval_every=1000, scale=1.0, **{
-                    "input.train_size": [160, 192], "augment.enabled": False, "schedule.warmup_epochs": 5,
+                    "input.train_size": [160, 192], "augment.enabled": False, "schedule.warmup": 0.04,
                     "optimizer.lr": 0.003, "split.test_indices": list(range(4, 48))})
     metrics = evaluate(run, snapshot="last")
     assert metrics["train"]["n_images"] == 4

@@ -7,12 +7,12 @@ expected, because a silently ignored typo (``epoch: 5``) wastes a whole training
 
     backend: torch            # or tf
     model: {name: lite}       # plus free keyword arguments of the model, e.g. width: 0.5
-    input: {scale: 0.5, train_size: [160, 160], size_multiple: 32, interpolation: area}
+    input: {scale: null, train_size: null, size_multiple: 32, interpolation: area}   # null: from the data
     augment: {...}            # posezoo.training.data.AugmentConfig (+ flip_pairs)
     targets: {...}            # posezoo.training.data.TargetConfig
     optimizer: {name: adamw, lr: 0.001, weight_decay: 0.0001}
-    schedule: {name: cosine, warmup_epochs: 5, min_lr_ratio: 0.01}   # or step + milestones
-    train: {epochs: 600, batch_size: 8, eval_every: 20, seed: 0, device: auto, workers: 2}
+    schedule: {name: cosine, warmup: 0.01, min_lr_ratio: 0.01}   # or step + milestones
+    train: {steps: 10000, epochs: null, batch_size: null, eval_every: 500, seed: 0, device: auto, workers: 2}
     split: {train_fraction: 0.8, test_indices: null, seed: 0}
     multi: {graph: all, paf_width: 8, paf_weight: 1.0, ...}   # multi-animal projects only
 """
@@ -91,22 +91,25 @@ class ModelConfig:
 @dataclass
 class InputConfig:
     """Host-side geometry; the exported spec records the same values, so runtime and training
-    see identical pixels. ``train_size`` is (H, W) of the augmented crops, after ``scale``."""
+    see identical pixels. ``train_size`` is (H, W) of the augmented crops, after ``scale``.
+    Null ``scale``/``train_size`` are chosen from the labelled animals' size when a run starts
+    (`posezoo.training.sizing`) and written into the run's config."""
 
-    scale: float = 0.5
-    train_size: tuple[int, int] = (160, 160)
+    scale: float | None = None
+    train_size: tuple[int, int] | None = None
     size_multiple: int = 32
     interpolation: str = "area"
 
     def __post_init__(self) -> None:
-        _require(0 < self.scale <= 4, "input.scale", f"must be in (0, 4], got {self.scale}")
+        _require(self.scale is None or 0 < self.scale <= 4, "input.scale",
+                 f"must be in (0, 4] or null (from the data), got {self.scale}")
         _require(self.size_multiple >= 32 and self.size_multiple % 32 == 0, "input.size_multiple",
                  f"must be a positive multiple of 32 (the networks downsample by 32), "
                  f"got {self.size_multiple}")
-        for side, v in zip(("height", "width"), self.train_size):
+        for side, v in zip(("height", "width"), self.train_size or ()):
             _require(v > 0 and v % self.size_multiple == 0, "input.train_size",
                      f"{side} must be a positive multiple of size_multiple={self.size_multiple}, "
-                     f"got {list(self.train_size)}")
+                     f"got {list(self.train_size or ())}")
         _require(self.interpolation in INTERPOLATIONS, "input.interpolation",
                  f"must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}")
 
@@ -141,28 +144,29 @@ class OptimizerConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Linear warmup, then cosine decay to ``min_lr_ratio * lr`` or steps of x``gamma`` at
-    ``milestones`` (epochs)."""
+    """Linear warmup over the first ``warmup`` of the training steps, then cosine decay to
+    ``min_lr_ratio * lr`` or steps of x``gamma`` at ``milestones``. Both are fractions of the
+    run's steps, so one schedule fits a 16-frame and a 1,000-frame project alike."""
 
     name: Literal["cosine", "step"] = "cosine"
-    warmup_epochs: float = 5.0
+    warmup: float = 0.01
     min_lr_ratio: float = 0.01
-    milestones: list[int] = field(default_factory=list)
+    milestones: list[float] = field(default_factory=list)
     gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        _require(self.warmup_epochs >= 0, "schedule.warmup_epochs",
-                 f"must be >= 0, got {self.warmup_epochs}")
+        _require(0 <= self.warmup < 1, "schedule.warmup",
+                 f"must be a fraction of the training steps in [0, 1), got {self.warmup}")
         _require(0 <= self.min_lr_ratio <= 1, "schedule.min_lr_ratio",
                  f"must be in [0, 1], got {self.min_lr_ratio}")
         _require(0 < self.gamma <= 1, "schedule.gamma", f"must be in (0, 1], got {self.gamma}")
         if self.name == "step":
             _require(bool(self.milestones), "schedule.milestones",
-                     "a step schedule needs at least one epoch to decay at")
-        _require(all(m > 0 for m in self.milestones)
+                     "a step schedule needs at least one point (a fraction of the steps) to decay at")
+        _require(all(0 < m < 1 for m in self.milestones)
                  and all(a < b for a, b in zip(self.milestones, self.milestones[1:])),
                  "schedule.milestones",
-                 f"must be increasing positive epochs, got {self.milestones}")
+                 f"must be increasing fractions of the training steps in (0, 1), got {self.milestones}")
 
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|gpu|gpu:\d+)$")
@@ -170,13 +174,17 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|gpu|gpu:\d+)$")
 
 @dataclass
 class TrainLoopConfig:
-    """The loop. ``threads`` None = one per physical core; ``time_limit_minutes`` stops early
-    (after the running epoch, with a final evaluation), and when the epochs would not fit in it
-    the learning-rate schedule follows the clock, so the run still ends annealed."""
+    """The loop. The budget is ``steps`` optimisation steps whatever the project's size (a
+    16-frame project needs as many as a 100-frame one), or ``epochs`` passes over the training
+    frames when set. ``eval_every`` is in steps (evaluations fall on epoch ends). ``threads``
+    None = one per physical core; ``time_limit_minutes`` stops early (after the running epoch,
+    with a final evaluation), and when the steps would not fit in it the learning-rate schedule
+    follows the clock, so the run still ends annealed."""
 
-    epochs: int = 600
-    batch_size: int = 8
-    eval_every: int = 20
+    steps: int = 10000
+    epochs: int | None = None
+    batch_size: int | None = None  # null: from the training crop's size (`posezoo.training.sizing`)
+    eval_every: int = 500
     seed: int = 0
     device: str = "auto"
     devices: int = 1  # TF: MirroredStrategy replicas on one machine (torch: processes, see `posezoo train --devices`)
@@ -186,8 +194,12 @@ class TrainLoopConfig:
     locref_weight: float = 0.05
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "eval_every", "devices"):
+        for key in ("steps", "eval_every", "devices"):
             _require(getattr(self, key) >= 1, f"train.{key}", f"must be >= 1, got {getattr(self, key)}")
+        _require(self.epochs is None or self.epochs >= 1, "train.epochs",
+                 f"must be >= 1 or null (train for `steps`), got {self.epochs}")
+        _require(self.batch_size is None or self.batch_size >= 1, "train.batch_size",
+                 f"must be >= 1 or null (from the crop size), got {self.batch_size}")
         _require(self.seed >= 0, "train.seed", f"must be >= 0, got {self.seed}")
         _require(self.workers >= 0, "train.workers", f"must be >= 0, got {self.workers}")
         _require(self.threads is None or self.threads >= 1, "train.threads",
@@ -198,6 +210,10 @@ class TrainLoopConfig:
                  f"must be >= 0, got {self.locref_weight}")
         _require(isinstance(self.device, str) and bool(_DEVICE.match(self.device)), "train.device",
                  f"expected auto, cpu, cuda, cuda:N, gpu or gpu:N, got {self.device!r}")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """The run's length in optimisation steps."""
+        return self.epochs * steps_per_epoch if self.epochs else self.steps
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The one training loop both backends run: epochs, the learning-rate schedule, periodic
+"""The one training loop both backends run: a budget of steps, the learning-rate schedule, periodic
 evaluation, log.csv, last/best snapshots, time limit, exact resume, and the final metrics.
 
 A backend supplies a `Trainer` (one optimisation step, the eval-mode forward pass, saving and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Protocol
+from typing import Any, Generator, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -24,6 +24,7 @@ from .run import Run, append_log, backend_module, truncate_log, write_json
 from .schedule import lr_at
 
 SNAPSHOTS = ("last", "best")
+SNAPSHOT_STEPS = 100
 
 
 class Trainer(Protocol):
@@ -73,39 +74,55 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
         log_path.unlink()
 
     loader = run.train_loader(world.rank, world.size)
-    steps = len(loader)
+    per_epoch = len(loader)
+    total = cfg.train.total_steps(per_epoch)
+    epochs = -(-total // per_epoch)  # the last one may stop part-way through
     deadline = cfg.train.time_limit_minutes * 60 if cfg.train.time_limit_minutes else math.inf
-    bar = tqdm(range(start_epoch, cfg.train.epochs), initial=start_epoch, total=cfg.train.epochs,
-               desc=f"train {cfg.model.name} ({run.backend})", unit="epoch", disable=not (progress and main),
-               dynamic_ncols=True)
+    bar = tqdm(total=total, initial=min(total, start_epoch * per_epoch), unit="step", dynamic_ncols=True,
+               desc=f"train {cfg.model.name} ({run.backend})", disable=not (progress and main))
+    saved_at = start_epoch * per_epoch  # the step of the last snapshot
     epoch = start_epoch - 1
-    for epoch in bar:
+    for epoch in range(start_epoch, epochs):
         loader.set_epoch(epoch)
         t0 = time.perf_counter()
+        first, stop = epoch * per_epoch, min(total, (epoch + 1) * per_epoch)
         sums = np.zeros(0)
         lr = cfg.optimizer.lr
-        for step, batch in enumerate(loader):
-            lr = lr_at(_progress(epoch + step / steps, elapsed + time.perf_counter() - t0, deadline, cfg), cfg)
+        batches: Generator[dict[str, np.ndarray], None, None] = iter(loader)  # type: ignore[assignment]
+        for done in range(first, stop):
+            batch = next(batches)
+            lr = lr_at(_progress(done / total, elapsed + time.perf_counter() - t0, deadline), cfg)
             losses = trainer.step(batch, lr)
             sums = sums + losses if len(sums) else np.asarray(losses, np.float64)
+            bar.update()
+        batches.close()  # a generator: a last epoch stopped part-way ends the loader's threads
+        steps = stop - first
         elapsed = world.broadcast(elapsed + time.perf_counter() - t0)  # rank 0's clock: all stop together
         sums = np.pad(sums, (0, 4 - len(sums)), constant_values=np.nan)  # heatmap, locref, paf, identity
-        row: dict[str, Any] = {"epoch": epoch, "step": (epoch + 1) * steps, "loss": np.nansum(sums) / steps,
+        row: dict[str, Any] = {"epoch": epoch, "step": stop, "loss": np.nansum(sums) / steps,
                                "heatmap_loss": sums[0] / steps, "locref_loss": sums[1] / steps, "lr": lr,
                                "elapsed_s": round(elapsed, 2)}
         row.update({k: v / steps for k, v in zip(("paf_loss", "identity_loss"), sums[2:]) if np.isfinite(v)})
-        last = epoch == cfg.train.epochs - 1 or elapsed >= deadline
-        if main and ((epoch + 1) % cfg.train.eval_every == 0 or last):
+        last = stop == total or elapsed >= deadline
+        evaluate = last or stop // cfg.train.eval_every > first // cfg.train.eval_every
+        if main and evaluate:
             m = evaluate_split(run, predict, run.split.test)
             row.update(test_rmse=m.get("rmse"), test_rmse_pcutoff=m.get("rmse_pcutoff"), test_mAP=m.get("mAP"))
             bar.set_postfix(loss=f"{row['loss']:.4f}", test_rmse=f"{m.get('rmse', float('nan')):.2f}px")
         else:
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
         if main:
-            _record(trainer, log_path, row, epoch, elapsed, best, cfg.model.name)
-            best = _best(row, best, epoch)
+            # Rows go to disk every epoch; snapshots cost a 10+ MB write each, so after the first epoch they are
+            # taken every SNAPSHOT_STEPS steps, at evaluations and at the end (a project of a few frames has
+            # one-step epochs). A resume repeats the epochs after the last snapshot, with the same result.
+            append_log(log_path, row)
+            new_best = _best(row, best, epoch)
+            if evaluate or epoch == start_epoch or stop - saved_at >= SNAPSHOT_STEPS:
+                _snapshot(trainer, epoch, elapsed, best, new_best, cfg.model.name)
+                saved_at = stop
+            best = new_best
         if elapsed >= deadline:
-            bar.write(f"time limit of {cfg.train.time_limit_minutes} min reached after epoch {epoch}")
+            bar.write(f"time limit of {cfg.train.time_limit_minutes} min reached after step {stop} of {total}")
             break
     bar.close()
     if main and not trainer.has_snapshot("best") and trainer.has_snapshot("last"):
@@ -119,27 +136,24 @@ def _best(row: dict[str, Any], best: dict[str, Any], epoch: int) -> dict[str, An
     return best
 
 
-def _record(trainer: Trainer, log_path: Any, row: dict[str, Any], epoch: int, elapsed: float,
-            best: dict[str, Any], model_name: str) -> None:
-    """Rank 0's end of an epoch: the log row, then the snapshots. The row goes first: a kill
-    between it and the snapshot only repeats this epoch on resume (its row is truncated and
-    rewritten), never loses the row."""
-    append_log(log_path, row)
-    new_best = _best(row, best, epoch)
+def _snapshot(trainer: Trainer, epoch: int, elapsed: float, best: dict[str, Any], new_best: dict[str, Any],
+              model_name: str) -> None:
+    """Rank 0's snapshots after ``epoch`` (its log row is already written: a kill between the two
+    only repeats the epoch on resume, whose row is truncated and rewritten, and never loses a row)."""
     state = {"epoch": epoch, "elapsed_s": elapsed, "best": new_best, "model_name": model_name}
     if new_best is not best:
         trainer.save("best", state)
     trainer.save("last", state)
 
 
-def _progress(epochs_done: float, elapsed: float, deadline: float, cfg: Any) -> float:
-    """Where the schedule is, in epochs. With a time limit that the epochs would overrun, the
-    schedule follows the clock instead, so a run stopped by its limit ends annealed rather than
-    at a high learning rate. (A run stopped by a time limit depends on the machine's speed
-    anyway; without one, training stays a deterministic function of the seed.)"""
+def _progress(done: float, elapsed: float, deadline: float) -> float:
+    """Where the schedule is, as a fraction of the run. With a time limit that the steps would
+    overrun, the schedule follows the clock instead, so a run stopped by its limit ends annealed
+    rather than at a high learning rate. (A run stopped by a time limit depends on the machine's
+    speed anyway; without one, training stays a deterministic function of the seed.)"""
     if not math.isfinite(deadline):
-        return epochs_done
-    return max(epochs_done, min(1.0, elapsed / deadline) * cfg.train.epochs)
+        return done
+    return max(done, min(1.0, elapsed / deadline))
 
 
 def load_predictor(run: Run, snapshot: str = "best") -> tuple[Predictor, Forward]:

@@ -16,7 +16,6 @@ import contextlib
 import csv
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from posezoo.runtime.files import atomic_output, write_json_atomic
 from posezoo.runtime.spec import AssemblySpec, DecodeSpec, InputSpec, MultiAnimalSpec, OutputSpec, PreprocessSpec, Spec
 from posezoo.runtime.version import version
 
+from . import sizing
 from .config import TrainConfig
 from .data import BatchLoader, flip_pairs
 from .paf_graph import paf_graph
@@ -54,7 +54,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def append_log(path: Path, row: dict[str, Any]) -> None:
-    """Append one epoch's row to log.csv (flushed to disk: a crash loses at most that row)."""
+    """Append one epoch's row to log.csv (flushed: a killed process loses no row; not synced,
+    since a one-step epoch of a small project would pay a disk sync per step)."""
     new = not path.exists()
     with open(path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, LOG_FIELDS)
@@ -62,7 +63,6 @@ def append_log(path: Path, row: dict[str, Any]) -> None:
             writer.writeheader()
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_FIELDS})
         fh.flush()
-        os.fsync(fh.fileno())
 
 
 def truncate_log(path: Path, next_epoch: int) -> None:
@@ -233,6 +233,9 @@ def create_run(project_path: str | Path, cfg: TrainConfig, output: str | Path | 
     split = make_split(len(project), train_fraction=None if explicit else cfg.split.train_fraction,
                        test_indices=cfg.split.test_indices, seed=cfg.split.seed)
     _check_labels(project, split)
+    cfg, chosen = sizing.resolve(cfg, project, split.train)
+    if chosen is not None:
+        print(f"{project.root.name}: {chosen.describe()}", flush=True)
     path.mkdir(parents=True, exist_ok=True)
     split.save(path / "split.json")
     cfg.save(path / "config.yaml")

@@ -5,14 +5,14 @@ import math
 from typing import Any
 
 
-def lr_at(epoch_progress: float, cfg: Any) -> float:
-    """Learning rate at a fractional epoch count, from the config's optimizer and schedule."""
-    base, sched, total = cfg.optimizer.lr, cfg.schedule, cfg.train.epochs
-    warm = float(sched.warmup_epochs)
-    if epoch_progress < warm:
-        return base * (epoch_progress + 1e-3) / warm
+def lr_at(progress: float, cfg: Any) -> float:
+    """Learning rate at ``progress``, the fraction of the run's steps done (0 to 1)."""
+    base, sched = cfg.optimizer.lr, cfg.schedule
+    warm = float(sched.warmup)
+    if progress < warm:
+        return base * (progress + 1e-5) / warm
     if sched.name == "step":
-        drops = sum(epoch_progress >= m for m in sched.milestones)
+        drops = sum(progress >= m for m in sched.milestones)
         return base * sched.gamma ** drops
-    t = (epoch_progress - warm) / max(1e-9, total - warm)
+    t = (progress - warm) / max(1e-9, 1 - warm)
     return base * (sched.min_lr_ratio + (1 - sched.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))

@@ -45,7 +45,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["train.devices"] = args.devices
     t0 = time.perf_counter()
     run_dir = train(args.project, backend=args.backend, output=args.output, config=args.config,
-                    resume=args.resume, progress=not args.quiet, model=args.model, epochs=args.epochs,
+                    resume=args.resume, progress=not args.quiet, model=args.model, steps=args.steps, epochs=args.epochs,
                     batch_size=args.batch_size, time_limit_minutes=args.time_limit, **overrides)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
@@ -126,13 +126,15 @@ def add_commands(sub: Any) -> None:
                     "split, log.csv, snapshots (last and best) and metrics.json. Interrupt at any time "
                     "and continue with --resume.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  posezoo train ~/dlc/openfield-Pranav-2018-10-30 --epochs 100 --output runs/of\n"
+        epilog="examples:\n  posezoo train ~/dlc/openfield-Pranav-2018-10-30 --output runs/of\n"
                "  posezoo train --resume --output runs/of\n"
                "  posezoo train PROJECT --config my.yaml --set input.scale=0.5 --set train.batch_size=16")
     p.add_argument("project", nargs="?", type=Path, help="DeepLabCut project directory or its config.yaml")
     p.add_argument("--backend", choices=["torch", "tf"], help="training framework (default: the config's, torch)")
     p.add_argument("--model", help="network name (e.g. lite, resnet50); see the README's table")
-    p.add_argument("--epochs", type=int, help="number of epochs")
+    p.add_argument("--steps", type=int, help="optimisation steps (default 10000: the same budget for a 16-frame and a "
+                   "1,000-frame project)")
+    p.add_argument("--epochs", type=int, help="passes over the training frames instead of --steps")
     p.add_argument("--batch-size", type=int, help="images per step (with several processes: all of them together)")
     p.add_argument("--time-limit", type=float, metavar="MIN", help="stop after this many minutes of training")
     p.add_argument("--config", type=Path, help="a training config YAML (defaults are used for missing keys)")
