@@ -108,6 +108,10 @@ def test_flip_pairs_inferred_and_explicit() -> None:
              "nose", "leftonly"]
     assert flip_pairs(names) == [(0, 1), (2, 3), (4, 5), (6, 7)]
     assert flip_pairs(NAMES) == PAIRS
+    # a capital L/R glued to a word pairs; the same letters inside words (Lick, Rat) or lower case
+    # (pawl: a paw's "l"?) do not
+    glued = ["EarL", "EarR", "LForepaw", "RForepaw", "Lick", "Rat", "pawl", "pawr", "wrist2L", "wrist2R"]
+    assert flip_pairs(glued) == [(0, 1), (2, 3), (8, 9)]
     assert flip_pairs(["a", "b", "c"], pairs=[("c", "a")]) == [(0, 2)]
     with pytest.raises(ValueError, match="unknown bodypart 'z'"):
         flip_pairs(["a", "b"], pairs=[("a", "z")])
@@ -180,7 +184,12 @@ def test_make_targets_values() -> None:
     assert out["heatmap"].shape == (4, 8, 12) and out["locref"].shape == (4, 2, 8, 12)
     assert out["locref_mask"].shape == (4, 8, 12) and out["weight"].shape == (4,)
     assert all(v.dtype == np.float32 for v in out.values())
-    np.testing.assert_array_equal(out["weight"], [1, 0, 0, 1])  # NaN and below the image get 0
+    # an unlabelled keypoint teaches "absent" (an empty heatmap, weight 1), as in DeepLabCut, unless ignored;
+    # one below the input is labelled: its Gaussian lies outside, so its heatmap here is empty too
+    np.testing.assert_array_equal(out["weight"], [1, 1, 1, 1])
+    ignored = make_targets(kps, (64, 96), TargetConfig(stride=8, unlabeled="ignore"))
+    np.testing.assert_array_equal(ignored["weight"], [1, 0, 1, 1])
+    np.testing.assert_array_equal(ignored["heatmap"], out["heatmap"])
     for k in (1, 2):
         assert not out["heatmap"][k].any() and not out["locref"][k].any() and not out["locref_mask"][k].any()
     # Keypoint (50, 21): nearest cell col round((50-3.5)/8) = 6 (x 51.5), row round(17.5/8) = 2 (y 19.5).
@@ -257,8 +266,9 @@ def test_loader_shapes_and_consistency(marker_set) -> None:
     assert b["coords"].shape == (4, 6, 2) and b["coords"].dtype == np.float32
     for batch in batches:  # targets agree with the keypoints they came from
         dec = decode(batch["heatmap"], batch["locref"], 8)
-        on = batch["weight"] == 1
-        np.testing.assert_array_equal(on, np.isfinite(batch["coords"]).all(axis=2))
+        assert (batch["weight"] == 1).all()  # unlabelled and off-crop keypoints train an empty heatmap
+        on = np.isfinite(batch["coords"]).all(axis=2)
+        assert not batch["heatmap"][~on].any()
         assert np.abs(dec[..., :2][on] - batch["coords"][on]).max() < 0.01
     assert len(make_loader(images, kps, drop_last=False, batch_size=3)) == 4
     assert [len(x["image"]) for x in make_loader(images, kps, drop_last=False, batch_size=3)] == [3, 3, 3, 1]

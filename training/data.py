@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -81,8 +82,14 @@ class TargetConfig:
     sigma: float | None = None
     locref_radius: float | None = None
     locref_scale: float = LOCREF_SCALE
+    #: what an unlabelled keypoint (NaN: not visible, in DeepLabCut's convention) teaches: "absent"
+    #: trains an empty heatmap, as DeepLabCut does, so the network learns to give it a low score
+    #: instead of a confident point on a look-alike; "ignore" leaves its heatmap out of the loss.
+    unlabeled: Literal["absent", "ignore"] = "absent"
 
     def __post_init__(self) -> None:
+        if self.unlabeled not in ("absent", "ignore"):
+            raise ValueError(f"TargetConfig.unlabeled must be 'absent' or 'ignore', got {self.unlabeled!r}")
         self.stride = int(self.stride)
         if self.stride < 1:
             raise ValueError(f"TargetConfig.stride must be >= 1, got {self.stride}")
@@ -128,6 +135,11 @@ def _mirror_names(name: str) -> list[str]:
     flipped = [_SIDE_LETTER.get(t, t) for t in tokens]
     if flipped != tokens:
         out.append("".join(flipped))
+    # A capital L/R glued to a word, in the original case: EarL, forepawR, LEar, RFrontPaw.
+    for pattern in (r"(?<=[a-z0-9])([LR])$", r"^([LR])(?=[A-Z][a-z])"):
+        glued = re.sub(pattern, lambda m: {"L": "R", "R": "L"}[m.group(1)], name)
+        if glued != name:
+            out.append(glued.lower())
     return out
 
 
@@ -136,7 +148,8 @@ def flip_pairs(bodyparts: Sequence[str], pairs: Sequence[Sequence[str]] | None =
 
     With `pairs` the names are given explicitly; otherwise they are inferred from left/right
     words and l/r tokens in the names, case-insensitively (leftear/rightear, l_paw/r_paw,
-    EarLeft/EarRight). Bodyparts without a partner (snout, tailbase) stay where they are.
+    EarLeft/EarRight), and from a capital L/R glued to a word (EarL/EarR, LEar/REar).
+    Bodyparts without a partner (snout, tailbase) stay where they are.
     """
     names = [str(b) for b in bodyparts]
     if pairs is not None:
@@ -336,15 +349,16 @@ def make_targets(coords: np.ndarray, in_size: tuple[int, int], tcfg: TargetConfi
     """Gaussian heatmaps and location-refinement targets for one sample of input size (H, W).
 
     Returns `heatmap` (K, h, w), `locref` (K, 2, h, w) as (dx, dy) / locref_scale,
-    `locref_mask` (K, h, w) and `weight` (K,), all float32. Keypoints that are NaN or lie off
-    the input get weight 0 and all-zero targets.
+    `locref_mask` (K, h, w) and `weight` (K,), all float32. A keypoint off the input has the
+    part of its Gaussian that falls inside (none, far off); a NaN keypoint has all-zero targets,
+    with weight 1 or 0 as ``tcfg.unlabeled`` says.
     """
     kps = np.asarray(coords, dtype=np.float64)
     if kps.ndim != 2 or kps.shape[1] != 2:
         raise ValueError(f"coords must have shape (K, 2), got {kps.shape}")
     H, W = (int(v) for v in in_size)
     h, w = tcfg.heatmap_size((H, W))
-    valid = np.isfinite(kps).all(axis=1) & _inside(kps, H, W)
+    valid = np.isfinite(kps).all(axis=1)
     kx = np.where(valid, kps[:, 0], 0.0)
     ky = np.where(valid, kps[:, 1], 0.0)
     xs = np.arange(w) * tcfg.stride + tcfg.offset
@@ -359,8 +373,8 @@ def make_targets(coords: np.ndarray, in_size: tuple[int, int], tcfg: TargetConfi
     locref = np.empty((kps.shape[0], 2, h, w), np.float32)
     locref[:, 0] = dx[:, None, :] * inv * mask
     locref[:, 1] = dy[:, :, None] * inv * mask
-    return {"heatmap": heatmap.astype(np.float32), "locref": locref, "locref_mask": mask,
-            "weight": valid.astype(np.float32)}
+    weight = np.ones(len(kps), np.float32) if tcfg.unlabeled == "absent" else valid.astype(np.float32)
+    return {"heatmap": heatmap.astype(np.float32), "locref": locref, "locref_mask": mask, "weight": weight}
 
 
 def decode(heatmap: np.ndarray, locref: np.ndarray | None, stride: int, *, offset: float | None = None,

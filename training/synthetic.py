@@ -29,8 +29,13 @@ from posezoo.runtime.poses import Poses
 
 VIDEO_NAME = "mouse1"
 # Every bodypart this renderer can place; make_project accepts any ordered subset.
+# spineN and tailN are evenly spaced along the body and the tail (projects with many keypoints);
+# the hips and shoulders are side pairs for flip augmentation.
+_SPINE_POINTS, _TAIL_POINTS = 12, 12
 SUPPORTED_BODYPARTS = ("snout", "leftear", "rightear", "neck", "bodycenter", "tailbase",
-                       "tailmid", "tailend")
+                       "tailmid", "tailend", "lefthip", "righthip", "leftshoulder", "rightshoulder",
+                       *(f"spine{i}" for i in range(1, _SPINE_POINTS + 1)),
+                       *(f"tail{i}" for i in range(1, _TAIL_POINTS + 1)))
 # Skeleton edges, kept when both ends are among the requested bodyparts.
 _SKELETON = (("snout", "leftear"), ("snout", "rightear"), ("leftear", "rightear"),
              ("leftear", "neck"), ("rightear", "neck"), ("neck", "bodycenter"),
@@ -124,7 +129,11 @@ def _geometry(pose: Pose) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndar
 
     # Body outline: elliptic width profile, wider at the hips, zero at both ends of the spine.
     u = arc / _BODY_END
-    half_width = ((1 - u) * _HIP_B + u * _SHOULDER_B) * s * np.sqrt(np.clip(1 - (2 * u - 1) ** 2, 0, 1))
+    def half_width_at(a: np.ndarray | float) -> np.ndarray:
+        v = np.asarray(a) / _BODY_END
+        return ((1 - v) * _HIP_B + v * _SHOULDER_B) * s * np.sqrt(np.clip(1 - (2 * v - 1) ** 2, 0, 1))
+
+    half_width = half_width_at(arc)
     # The tail starts a little inside the body so the tail-base pixel is covered without a seam.
     tail_inside = np.vstack([tailbase - 0.06 * s * d_tail / np.linalg.norm(d_tail), tail])
     head_half = _HEAD_LEN / 2 + 0.02
@@ -134,6 +143,16 @@ def _geometry(pose: Pose) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndar
         "bodycenter": centre, "tailbase": tailbase, "tailmid": tail[len(tail) // 2],  # u = 0.5
         "tailend": tail[-1],
     }
+    side = _left(d_neck)
+    for name, a in (("hip", 0.12), ("shoulder", 0.55)):
+        i = int(round(a / _BODY_END * (len(spine) - 1)))
+        keypoints[f"left{name}"] = spine[i] + 0.8 * half_width_at(a) * side
+        keypoints[f"right{name}"] = spine[i] - 0.8 * half_width_at(a) * side
+    for i in range(1, _SPINE_POINTS + 1):
+        a = _BODY_END * i / (_SPINE_POINTS + 1)
+        keypoints[f"spine{i}"] = np.array([np.interp(a, arc, spine[:, 0]), np.interp(a, arc, spine[:, 1])])
+    for i in range(1, _TAIL_POINTS + 1):
+        keypoints[f"tail{i}"] = tail[round(i * (len(tail) - 1) / _TAIL_POINTS)]
     ear_outer, ear_inner = _EAR_R * s, _EAR_R * _EAR_INNER * s
     shapes = {
         "fur": [
@@ -296,6 +315,10 @@ def _reach(bodyparts: tuple[str, ...]) -> float:
              "neck": front, "bodycenter": 0.0, "tailbase": back,
              "tailmid": back + _TAIL_LEN / 2, "tailend": back + _TAIL_LEN}  # x _SCALE_RANGE[1]
     reach["rightear"] = reach["leftear"]
+    reach.update({f"{side}{part}": max(front, back) + _HIP_B for side in ("left", "right")
+                  for part in ("hip", "shoulder")})
+    reach.update({f"spine{i}": max(front, back) for i in range(1, _SPINE_POINTS + 1)})
+    reach.update({f"tail{i}": back + _TAIL_LEN for i in range(1, _TAIL_POINTS + 1)})
     return max(reach[b] for b in bodyparts)
 
 
@@ -463,13 +486,14 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
                  image_size: tuple[int, int] = (320, 240), fps: float = 30, seed: int = 0,
                  bodyparts: tuple[str, ...] = ("snout", "leftear", "rightear", "tailbase"),
                  scorer: str = "synthetic", task: str = "synthetic", sizes_vary: bool = False,
-                 unlabeled_prob: float = 0.0, overwrite: bool = False) -> Path:
+                 unlabeled_prob: float = 0.0, animal_size: float = 1.0, overwrite: bool = False) -> Path:
     """Write a complete single-animal DeepLabCut project into `root`; returns `root`.
 
     Layout: config.yaml, labeled-data/mouse1/imgNNNN.png + CollectedData_<scorer>.h5/.csv,
     videos/mouse1.mp4 (`video_frames` frames at `image_size` = (width, height)) and
     videos/mouse1_truth.h5 (its exact keypoints in DLC results layout, likelihood 1).
     `unlabeled_prob`: chance that a keypoint is left unlabeled (NaN) although it is drawn.
+    `animal_size`: the animal's size relative to the default (about a quarter of the shorter side).
     `sizes_vary`: labeled frames cycle through (width, height), 5/4 of both, and 9/8 of the
     width, as when a project mixes cameras (the animal keeps its size).
     config.yaml is written last, so a project without it is incomplete; with `overwrite`, older
@@ -480,7 +504,9 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
     width, height = int(image_size[0]), int(image_size[1])
     _check_args(root, n_frames, video_frames, (width, height), fps, bodyparts, unlabeled_prob,
                 overwrite)
-    unit = _NOMINAL * min(width, height)
+    if not 0.1 <= animal_size <= 1.5:
+        raise ValueError(f"synthetic project {root}: animal_size must be in [0.1, 1.5], got {animal_size}")
+    unit = _NOMINAL * min(width, height) * animal_size
     # Keypoints stay inside the image; at most ~70% of the shorter side is margin, so any
     # image_size accepted by _check_args leaves room to move.
     margin = _reach(bodyparts) * unit * _SCALE_RANGE[1] + _EDGE
