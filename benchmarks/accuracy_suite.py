@@ -35,9 +35,9 @@ SYNTHETIC: dict[str, tuple[int, dict[str, Any]]] = {
     "mouse-16": (16, {"image_size": (640, 480)}),
     # small images, many frames
     "mouse-320-120": (120, {"image_size": (320, 240), "bodyparts": _EIGHT}),
-    # a large animal filling a mid-size image, a quarter of the keypoints unlabelled (occluded)
+    # a large animal filling a mid-size image, half of the frames with part of it hidden (unlabelled there)
     "large-animal-44": (44, {"image_size": (832, 747), "bodyparts": _EIGHT, "animal_size": 1.4,
-                             "unlabeled_prob": 0.25}),
+                             "occluded_prob": 0.5}),
     # a small animal in a large image
     "small-animal-1600": (60, {"image_size": (1600, 1200), "animal_size": 0.3}),
     # 27 keypoints (side pairs, spine, tail) in a large image, 16 labelled frames

@@ -16,10 +16,12 @@ from posezoo.training.synthetic import make_project
 
 
 def test_scale_keeps_the_animal_a_fixed_share_of_the_crop() -> None:
-    # openfield's mice (124 px, ears 13 px apart) keep the recipe measured there: half size, 160 crops
-    assert sizing.choose(124.0, 12.5, (480, 640)) == (0.52, 160)
-    # an animal four times larger is seen at a quarter of that scale, with the same crop
-    scale, crop = sizing.choose(496.0, 50.0, (1920, 2560))
+    # openfield's mice (124 px, ears 13 px apart): the ears keep 8 px apart, so 0.64 and 192 crops
+    # (the animal alone would ask for 0.52 in 160 crops)
+    assert sizing.choose(124.0, 12.5, (480, 640)) == (0.64, 192)
+    # an animal four times larger, its keypoints as far apart, is seen at a quarter of the scale
+    # that context asks for (0.52 / 4), in 160 crops
+    scale, crop = sizing.choose(496.0, 100.0, (1920, 2560))
     assert scale == pytest.approx(0.13) and crop == 160
     # a small animal in a large image is not enlarged past its own pixels
     assert sizing.choose(40.0, 10.0, (1200, 1600)) == (1.0, 160)

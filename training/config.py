@@ -12,7 +12,7 @@ expected, because a silently ignored typo (``epoch: 5``) wastes a whole training
     targets: {...}            # posezoo.training.data.TargetConfig
     optimizer: {name: adamw, lr: 0.001, weight_decay: 0.0001}
     schedule: {name: cosine, warmup: 0.01, min_lr_ratio: 0.01}   # or step + milestones
-    train: {steps: 10000, epochs: null, batch_size: null, eval_every: 500, seed: 0, device: auto, workers: 2}
+    train: {steps: 9000, epochs: null, batch_size: null, eval_every: 500, seed: 0, device: auto, workers: 2}
     split: {train_fraction: 0.8, test_indices: null, seed: 0}
     multi: {graph: all, paf_width: 8, paf_weight: 1.0, ...}   # multi-animal projects only
 """
@@ -72,14 +72,19 @@ def _require(ok: bool, key: str, problem: str) -> None:
 
 @dataclass
 class ModelConfig:
-    """Which registered network; every other key is passed to its constructor."""
+    """Which registered network; every other key is passed to its constructor, except ``init``:
+    the weights to start from (an earlier run directory of the same network, or null for a
+    fresh start). Its layers that fit are copied; heads of another keypoint set start afresh."""
 
     name: str = "lite"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and bool(self.name.strip()), "model.name",
                  f"expected a non-empty model name, got {self.name!r}")
+        _require(self.init is None or (isinstance(self.init, str) and bool(self.init.strip())), "model.init",
+                 f"expected a run directory or null, got {self.init!r}")
         for k, v in self.kwargs.items():
             _require(k != "num_keypoints", f"model.{k}", "is set from the project's bodyparts")
             try:
@@ -181,7 +186,7 @@ class TrainLoopConfig:
     with a final evaluation), and when the steps would not fit in it the learning-rate schedule
     follows the clock, so the run still ends annealed."""
 
-    steps: int = 10000
+    steps: int = 9000
     epochs: int | None = None
     batch_size: int | None = None  # null: from the training crop's size (`posezoo.training.sizing`)
     eval_every: int = 500
@@ -367,7 +372,8 @@ class TrainConfig:
         for name in _SECTIONS:
             section = getattr(self, name)
             if isinstance(section, ModelConfig):
-                out[name] = {"name": section.name, **_plain(section.kwargs)}
+                out[name] = {"name": section.name, **_plain(section.kwargs),
+                             **({"init": section.init} if section.init is not None else {})}
             else:
                 out[name] = {f.name: _plain(getattr(section, f.name))
                              for f in dataclasses.fields(section)}
@@ -403,8 +409,10 @@ def _build_section(name: str, cls: type, value: Any) -> Any:
         raise ConfigError(f"expected a mapping of keys, got {value!r} ({type(value).__name__})", name)
     if cls is ModelConfig:
         extra = {str(k): v for k, v in value.items() if k != "name"}
+        extra.pop("init", None)
         name_value = _coerce(value.get("name", ModelConfig.name), str, "model.name")
-        return ModelConfig(name=name_value, kwargs=extra)
+        init = _coerce(value.get("init"), str | None, "model.init")  # type: ignore[arg-type]
+        return ModelConfig(name=name_value, kwargs=extra, init=init)
     hints = get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     _no_unknown(value, names, name)

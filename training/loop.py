@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any, Generator, Protocol
 
 import numpy as np
@@ -20,7 +21,7 @@ from posezoo.runtime.metrics import evaluate_poses
 
 from .distributed import SINGLE, World
 from .predict import Forward, Predictor, predictor
-from .run import Run, append_log, backend_module, truncate_log, write_json
+from .run import Run, RunError, append_log, backend_module, init_snapshot, truncate_log, write_json
 from .schedule import lr_at
 
 SNAPSHOTS = ("last", "best")
@@ -44,6 +45,9 @@ class Trainer(Protocol):
         """Load snapshot ``name`` into the network and optimiser; returns the loop state."""
 
     def has_snapshot(self, name: str) -> bool: ...
+
+    def initialise(self, snapshot: Path) -> tuple[int, int]:
+        """Copy what fits of another run's snapshot into the fresh network: (weights copied, all)."""
 
     def state_arrays(self) -> list[tuple[str, np.ndarray]]:
         """The network's weights as (name, array) pairs (the exported model's weights hash)."""
@@ -70,8 +74,17 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
         start_epoch, elapsed, best = state["epoch"] + 1, state["elapsed_s"], state["best"]
         if main:
             truncate_log(log_path, start_epoch)
-    elif log_path.exists() and main:
-        log_path.unlink()
+    else:
+        if log_path.exists() and main:
+            log_path.unlink()
+        if cfg.model.init:
+            snapshot = init_snapshot(cfg.model.init, run.backend)
+            copied, total = trainer.initialise(snapshot)
+            if copied < total // 2:
+                raise RunError(f"model.init {cfg.model.init}: only {copied} of this network's {total} weights fit its "
+                               f"snapshot; start from a run of the same model ({cfg.model.name} {cfg.model.kwargs})")
+            if main:
+                print(f"initialised {copied} of {total} weights from {snapshot}", flush=True)
 
     loader = run.train_loader(world.rank, world.size)
     per_epoch = len(loader)

@@ -285,6 +285,24 @@ def load_run(path: str | Path) -> Run:
     return Run(path, cfg, project, split, info)
 
 
+def init_snapshot(source: str | Path, backend: str) -> Path:
+    """The snapshot a run starts from with ``model.init``: an earlier run's best weights."""
+    path = Path(source)
+    info_path = path / RUN_FILE
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise RunError(f"model.init {source}: not a posezoo run directory (no readable {RUN_FILE}); give the "
+                       "folder `posezoo train --output` wrote") from None
+    if info.get("backend") != backend:
+        raise RunError(f"model.init {source}: a {info.get('backend')} run cannot start a {backend} run; train "
+                       f"with --backend {info.get('backend')}")
+    found = sorted(path.glob("snapshots/best.*")) or sorted(path.glob("snapshots/last.*"))
+    if not found:
+        raise RunError(f"model.init {source}: the run has no snapshot yet (snapshots/best.* or last.*)")
+    return found[0]
+
+
 def backend_module(name: str) -> Any:
     """The training backend package, or a clear message naming the extra to install."""
     import importlib

@@ -26,7 +26,7 @@ from .config import TrainConfig
 from .project import Project
 
 ANIMAL_FRACTION = 0.4  # of the crop side spanned by a large (90th percentile) animal
-MIN_SPACING = 5.0  # input pixels between a keypoint and its nearest neighbour (median)
+MIN_SPACING = 8.0  # input pixels between a keypoint and its nearest neighbour (median)
 MAX_DETAIL = 2.5  # detail may raise the scale at most this much above what context asks
 BASE_CROP, MAX_CROP = 160, 256
 BASE_BATCH = 8  # at BASE_CROP; larger crops get fewer images per step (the same pixels)

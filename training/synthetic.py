@@ -375,6 +375,16 @@ def _trajectory(rng: np.random.Generator, frames: int, fps: float, width: int, h
             for i in range(frames)]
 
 
+def _occlude(frame: np.ndarray, points: np.ndarray, unit: float, rng: np.random.Generator) -> np.ndarray:
+    """Paint a grey block over a random keypoint's surroundings; which keypoints it hides."""
+    centre = points[rng.integers(len(points))] + rng.normal(0, 0.15 * unit, 2)
+    half = rng.uniform(0.15, 0.4, 2) * unit
+    lo = np.floor(centre - half).astype(int).clip(0)
+    hi = np.ceil(centre + half).astype(int)
+    frame[lo[1]:hi[1], lo[0]:hi[0]] = rng.integers(90, 170)
+    return ((points >= lo) & (points < hi)).all(1)
+
+
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     # Low zlib effort: several times faster than the default and the files stay small.
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
@@ -486,7 +496,8 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
                  image_size: tuple[int, int] = (320, 240), fps: float = 30, seed: int = 0,
                  bodyparts: tuple[str, ...] = ("snout", "leftear", "rightear", "tailbase"),
                  scorer: str = "synthetic", task: str = "synthetic", sizes_vary: bool = False,
-                 unlabeled_prob: float = 0.0, animal_size: float = 1.0, overwrite: bool = False) -> Path:
+                 unlabeled_prob: float = 0.0, animal_size: float = 1.0, occluded_prob: float = 0.0,
+                 overwrite: bool = False) -> Path:
     """Write a complete single-animal DeepLabCut project into `root`; returns `root`.
 
     Layout: config.yaml, labeled-data/mouse1/imgNNNN.png + CollectedData_<scorer>.h5/.csv,
@@ -494,6 +505,8 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
     videos/mouse1_truth.h5 (its exact keypoints in DLC results layout, likelihood 1).
     `unlabeled_prob`: chance that a keypoint is left unlabeled (NaN) although it is drawn.
     `animal_size`: the animal's size relative to the default (about a quarter of the shorter side).
+    `occluded_prob`: chance that a labeled frame has a flat grey block over part of the animal;
+    the keypoints under it are not visible and left unlabeled, as a labeler would.
     `sizes_vary`: labeled frames cycle through (width, height), 5/4 of both, and 9/8 of the
     width, as when a project mixes cameras (the animal keeps its size).
     config.yaml is written last, so a project without it is incomplete; with `overwrite`, older
@@ -527,10 +540,13 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
         frame, kps = _render(_arena(rng, w, h), _random_pose(rng, w, h, unit, margin), _look(rng),
                              _camera(rng), rng)
         name = f"img{i:04d}.png"
-        _write_png(labeled_dir / name, frame)
         images.append(f"labeled-data/{VIDEO_NAME}/{name}")
         labeled = rng.random(len(bodyparts)) >= unlabeled_prob
-        coords[i, 0, labeled] = np.array([kps[b] for b in bodyparts])[labeled]
+        points = np.array([kps[b] for b in bodyparts])
+        if rng.random() < occluded_prob:
+            labeled &= ~_occlude(frame, points, unit, rng)
+        _write_png(labeled_dir / name, frame)
+        coords[i, 0, labeled] = points[labeled]
     for stale in set(labeled_dir.glob("img*.png")) - {root / i for i in images}:
         stale.unlink()
     table = labeled_dir / f"CollectedData_{scorer}.h5"

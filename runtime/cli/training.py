@@ -45,7 +45,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["train.devices"] = args.devices
     t0 = time.perf_counter()
     run_dir = train(args.project, backend=args.backend, output=args.output, config=args.config,
-                    resume=args.resume, progress=not args.quiet, model=args.model, steps=args.steps, epochs=args.epochs,
+                    resume=args.resume, progress=not args.quiet, model=args.model, init=args.init, steps=args.steps, epochs=args.epochs,
                     batch_size=args.batch_size, time_limit_minutes=args.time_limit, **overrides)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
@@ -132,9 +132,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("project", nargs="?", type=Path, help="DeepLabCut project directory or its config.yaml")
     p.add_argument("--backend", choices=["torch", "tf"], help="training framework (default: the config's, torch)")
     p.add_argument("--model", help="network name (e.g. lite, resnet50); see the README's table")
-    p.add_argument("--steps", type=int, help="optimisation steps (default 10000: the same budget for a 16-frame and a "
+    p.add_argument("--steps", type=int, help="optimisation steps (default 9000: the same budget for a 16-frame and a "
                    "1,000-frame project)")
     p.add_argument("--epochs", type=int, help="passes over the training frames instead of --steps")
+    p.add_argument("--init", metavar="RUN", help="start from the weights of an earlier run of the same model (fine-tuning; "
+                   "heads of another keypoint set start afresh)")
     p.add_argument("--batch-size", type=int, help="images per step (with several processes: all of them together)")
     p.add_argument("--time-limit", type=float, metavar="MIN", help="stop after this many minutes of training")
     p.add_argument("--config", type=Path, help="a training config YAML (defaults are used for missing keys)")

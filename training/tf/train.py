@@ -280,6 +280,17 @@ class TFTrainer:
         _restore(_seed_states(self.model), arrays["seed_generators"], "dropout seed state", path)
         return state
 
+    def initialise(self, snapshot: Path) -> tuple[int, int]:
+        """Load another run's snapshot, skipping the layers whose shapes differ (the heads of
+        another keypoint set); returns how many weights changed, of all."""
+        before = [w.numpy() for w in self.model.weights]
+        try:
+            self.model.load_weights(str(snapshot), skip_mismatch=True)
+        except (ValueError, KeyError, OSError) as exc:
+            raise RunError(f"{snapshot}: not a usable posezoo TF snapshot for this network ({exc})") from None
+        changed = sum(not np.array_equal(b, w.numpy()) for b, w in zip(before, self.model.weights))
+        return changed, len(before)
+
     def state_arrays(self) -> list[tuple[str, np.ndarray]]:
         """The weights as (name, array) pairs, for the exported model's weights hash."""
         return [(var.path, np.ascontiguousarray(var.numpy())) for var in self.model.weights]

@@ -152,6 +152,17 @@ class TorchTrainer:
         torch.set_rng_state(state["torch_rng"])
         return {k: v for k, v in state.items() if k not in ("model", "optimizer", "torch_rng")}
 
+    def initialise(self, snapshot: Path) -> tuple[int, int]:
+        """Copy the tensors of another run's snapshot whose names and shapes fit this network."""
+        try:
+            theirs = torch.load(snapshot, map_location="cpu", weights_only=False)["model"]
+        except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:
+            raise RunError(f"{snapshot}: not a usable posezoo torch snapshot ({str(exc)[:200]})") from None
+        own = self.net.state_dict()
+        fit = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+        self.net.load_state_dict(fit, strict=False)
+        return len(fit), len(own)
+
     def state_arrays(self) -> list[tuple[str, np.ndarray]]:
         """The weights as (name, array) pairs, for the exported model's weights hash."""
         return [(k, t.detach().cpu().contiguous().numpy()) for k, t in self.net.state_dict().items()]
