@@ -67,8 +67,7 @@ def test_tf_runs_start_from_tf_runs(tmp_path: Path) -> None:
 
     a, b = (trainer(load_run(r)) for r in (source, tuned))
     a.restore("best"), b.restore("last")
-    pairs = list(zip(a.state_arrays(), b.state_arrays()))
-    same = sum(abs(x - y).max() < 1e-5 for (_, x), (_, y) in pairs)
-    assert same >= 0.9 * len(pairs)  # all but BatchNorm statistics, which move in training mode
+    learned = [(x, y) for (name, x), (_, y) in zip(a.state_arrays(), b.state_arrays()) if "moving" not in name]
+    assert len(learned) > 50 and all(abs(x - y).max() < 1e-5 for x, y in learned)  # BatchNorm statistics move
     with pytest.raises(RunError, match="a tf run cannot start a torch run"):
         train(project, output=tmp_path / "x", progress=False, init=str(source), **FAST)
