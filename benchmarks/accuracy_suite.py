@@ -98,7 +98,8 @@ def main() -> int:
         per_kp = np.array([np.nan if v is None else v for v in metrics["per_keypoint_rmse"]], float)
         worst = int(np.nanargmax(per_kp))
         row = {"project": name, "keypoints": len(per_kp), "train_frames": len(load_project(path)) - len(test),
-               "scale": cfg["input"]["scale"], "crop": cfg["input"]["train_size"][0], "batch": cfg["train"]["batch_size"],
+               "scale": cfg["input"]["scale"], "crop": cfg["input"]["train_size"][0],
+               "batch": cfg["train"]["batch_size"],
                "mean_px": metrics["rmse"], "median_kp_px": float(np.nanmedian(per_kp)),
                "worst_kp": f"{metrics['keypoints'][worst]} {per_kp[worst]:.1f}", "pcutoff_px": metrics["rmse_pcutoff"],
                "minutes": minutes}

@@ -13,7 +13,8 @@ from .distributed import SINGLE, World, launched
 from .run import Run, RunError, backend_module, create_run, discard_run, load_run
 
 # Friendly keyword overrides -> dotted config keys.
-_ALIASES = {"model": "model.name", "init": "model.init", "steps": "train.steps", "epochs": "train.epochs", "batch_size": "train.batch_size",
+_ALIASES = {"model": "model.name", "init": "model.init", "steps": "train.steps", "epochs": "train.epochs",
+            "batch_size": "train.batch_size",
             "seed": "train.seed", "lr": "optimizer.lr", "eval_every": "train.eval_every",
             "scale": "input.scale", "time_limit_minutes": "train.time_limit_minutes",
             "test_indices": "split.test_indices", "train_fraction": "split.train_fraction"}

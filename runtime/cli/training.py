@@ -45,7 +45,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides["train.devices"] = args.devices
     t0 = time.perf_counter()
     run_dir = train(args.project, backend=args.backend, output=args.output, config=args.config,
-                    resume=args.resume, progress=not args.quiet, model=args.model, init=args.init, steps=args.steps, epochs=args.epochs,
+                    resume=args.resume, progress=not args.quiet, model=args.model, init=args.init,
+                    steps=args.steps, epochs=args.epochs,
                     batch_size=args.batch_size, time_limit_minutes=args.time_limit, **overrides)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
@@ -123,8 +124,9 @@ def add_commands(sub: Any) -> None:
         "train", help="train a model on a DeepLabCut project",
         description="Train a keypoint model on a DeepLabCut project as it is (config.yaml + "
                     "labeled-data/*/CollectedData_*.h5). The run directory gets the resolved config, "
-                    "split, log.csv, snapshots (last and best) and metrics.json. Interrupt at any time "
-                    "and continue with --resume.",
+                    "split, log.csv, snapshots (last and best) and metrics.json. The input scale, training crop and "
+                    "batch are chosen from the labelled animals' size and printed at the start (README, 'Training'). "
+                    "Interrupt at any time and continue with --resume.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  posezoo train ~/dlc/openfield-Pranav-2018-10-30 --output runs/of\n"
                "  posezoo train --resume --output runs/of\n"
@@ -135,9 +137,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--steps", type=int, help="optimisation steps (default 9000: the same budget for a 16-frame and a "
                    "1,000-frame project)")
     p.add_argument("--epochs", type=int, help="passes over the training frames instead of --steps")
-    p.add_argument("--init", metavar="RUN", help="start from the weights of an earlier run of the same model (fine-tuning; "
-                   "heads of another keypoint set start afresh)")
-    p.add_argument("--batch-size", type=int, help="images per step (with several processes: all of them together)")
+    p.add_argument("--init", metavar="RUN", help="start from the weights of an earlier run of the same model "
+                   "(fine-tuning; heads of another keypoint set start afresh)")
+    p.add_argument("--batch-size", type=int, help="images per step (default: from the crop size; with several processes: all of them "
+                   "together)")
     p.add_argument("--time-limit", type=float, metavar="MIN", help="stop after this many minutes of training")
     p.add_argument("--config", type=Path, help="a training config YAML (defaults are used for missing keys)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
