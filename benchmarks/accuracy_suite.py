@@ -86,9 +86,11 @@ def main() -> int:
             if not (OPENFIELD / "config.yaml").is_file():
                 print(f"openfield: skipped, the project is not at {OPENFIELD}", file=sys.stderr)
                 continue
-            path, test = OPENFIELD, benchmark_test_indices(len(load_project(OPENFIELD)))
+            path, test = OPENFIELD, None  # its fixed split, once its frames are counted
         else:
             path, test = _project(name, args.output / "projects", args.seed)
+        frames = len(load_project(path))
+        test = benchmark_test_indices(frames) if test is None else test
         run_dir = args.output / stamp / name
         t0 = time.perf_counter()
         train(path, output=run_dir, progress=False, **{**overrides, "split.test_indices": test})
@@ -97,7 +99,7 @@ def main() -> int:
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
         per_kp = np.array([np.nan if v is None else v for v in metrics["per_keypoint_rmse"]], float)
         worst = int(np.nanargmax(per_kp))
-        row = {"project": name, "keypoints": len(per_kp), "train_frames": len(load_project(path)) - len(test),
+        row = {"project": name, "keypoints": len(per_kp), "train_frames": frames - len(test),
                "scale": cfg["input"]["scale"], "crop": cfg["input"]["train_size"][0],
                "batch": cfg["train"]["batch_size"],
                "mean_px": metrics["rmse"], "median_kp_px": float(np.nanmedian(per_kp)),

@@ -152,39 +152,41 @@ class Linker:
         found = [a for a in range(len(animals)) if np.isfinite(animals[a, :, :2]).all(1).sum() >= s.min_keypoints]
         for t in self.open:
             t.kalman.step()
-        alone = self._alone(animals, found, frame)
-        linked = self._link(frame, animals, found, alone)
+        features = {a: _features(animals[a]) for a in found}  # (centroid, size) of each animal
+        alone = self._alone(features, frame)
+        linked = self._link(frame, animals, features, alone)
         for a in found:
-            t = linked.get(a) or self._start(frame, animals[a], a, alone=a in alone)
+            t = linked.get(a) or self._start(frame, animals[a], a, features[a], alone=a in alone)
             ids[a] = t.ident
         self.open = [t for t in self.open if frame - t.last < s.max_gap]
         return ids
 
-    def _alone(self, animals: np.ndarray, found: list[int], frame: int) -> set[int]:
+    def _alone(self, features: dict[int, tuple[np.ndarray, float]], frame: int) -> set[int]:
         """The animals with no other within two body sizes, seen or lately lost (it may be under
         this one): their size is their own."""
-        features = {a: _features(animals[a]) for a in found}
         lost = [(t.kalman.x[:2], t.scale) for t in self.open if t.last < frame - 1]
         return {a for a, (c, size) in features.items()
                 if all(np.linalg.norm(c - c2) > 2 * max(size, size2)
                        for c2, size2 in [v for b, v in features.items() if b != a] + lost)}
 
-    def _cost(self, t: Tracklet, animal: np.ndarray) -> float:
+    def _cost(self, t: Tracklet, animal: np.ndarray, centroid: np.ndarray) -> float:
         guess = t.keypoints + (t.kalman.x[:2] - t.centroid)  # the filter has already stepped to this frame
         seen = np.isfinite(guess).all(1) & np.isfinite(animal[:, :2]).all(1)
         if seen.any():
             d = float(np.linalg.norm(guess[seen] - animal[seen, :2], axis=1).mean())
         else:
-            d = float(np.linalg.norm(t.kalman.x[:2] - _features(animal)[0]))
+            d = float(np.linalg.norm(t.kalman.x[:2] - centroid))
         return d / t.scale
 
-    def _link(self, frame: int, animals: np.ndarray, found: list[int], alone: set[int]) -> dict[int, Tracklet]:
+    def _link(self, frame: int, animals: np.ndarray, features: dict[int, tuple[np.ndarray, float]],
+              alone: set[int]) -> dict[int, Tracklet]:
         """Link this frame's animals to the open tracklets; a link with a close rival is cut
         instead (the tracklet ends; the animal begins a new one)."""
+        found = list(features)
         if not self.open or not found:
             return {}
         s = self.settings
-        cost = np.array([[self._cost(t, animals[a]) for a in found] for t in self.open])
+        cost = np.array([[self._cost(t, animals[a], features[a][0]) for a in found] for t in self.open])
         rows, cols = linear_sum_assignment(np.where(cost <= s.gate, cost, _BIG))
         links = [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= s.gate]
         linked_rows, linked_cols = {r for r, _ in links}, {c for _, c in links}
@@ -202,14 +204,16 @@ class Linker:
             if merge or split or back:
                 cuts.append((self.open[r], found[c]))
             else:
-                out[found[c]] = self._extend(self.open[r], frame, animals[found[c]], found[c], found[c] in alone)
+                a = found[c]
+                out[a] = self._extend(self.open[r], frame, animals[a], a, features[a], a in alone)
         for t, a in cuts:
             self.open.remove(t)
-            out[a] = self._start(frame, animals[a], a, alone=a in alone)
+            out[a] = self._start(frame, animals[a], a, features[a], alone=a in alone)
         return out
 
-    def _extend(self, t: Tracklet, frame: int, animal: np.ndarray, row: int, alone: bool) -> Tracklet:
-        centroid, scale = _features(animal)
+    def _extend(self, t: Tracklet, frame: int, animal: np.ndarray, row: int, feature: tuple[np.ndarray, float],
+                alone: bool) -> Tracklet:
+        centroid, scale = feature
         t.kalman.correct(centroid)
         seen = np.isfinite(animal[:, :2]).all(1)
         t.keypoints = t.keypoints + (t.kalman.x[:2] - t.centroid)  # unseen keypoints move along
@@ -220,8 +224,9 @@ class Linker:
         self._observe(t, animal, row, alone)
         return t
 
-    def _start(self, frame: int, animal: np.ndarray, row: int, *, alone: bool) -> Tracklet:
-        centroid, scale = _features(animal)
+    def _start(self, frame: int, animal: np.ndarray, row: int, feature: tuple[np.ndarray, float], *,
+               alone: bool) -> Tracklet:
+        centroid, scale = feature
         t = Tracklet(len(self.tracklets), frame, frame, _Kalman.at(centroid),
                      np.where(np.isfinite(animal[:, :2]).all(1)[:, None], animal[:, :2], np.nan), centroid, scale,
                      [(frame, centroid)], votes=np.zeros(self.n) if self.identity else None)

@@ -408,8 +408,7 @@ def _build_section(name: str, cls: type, value: Any) -> Any:
     if not isinstance(value, Mapping):
         raise ConfigError(f"expected a mapping of keys, got {value!r} ({type(value).__name__})", name)
     if cls is ModelConfig:
-        extra = {str(k): v for k, v in value.items() if k != "name"}
-        extra.pop("init", None)
+        extra = {str(k): v for k, v in value.items() if k not in ("name", "init")}
         name_value = _coerce(value.get("name", ModelConfig.name), str, "model.name")
         init = _coerce(value.get("init"), str | None, "model.init")  # type: ignore[arg-type]
         return ModelConfig(name=name_value, kwargs=extra, init=init)

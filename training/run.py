@@ -267,6 +267,15 @@ def _check_labels(project: Project, split: Split) -> None:
 
 def load_run(path: str | Path) -> Run:
     path = Path(path)
+    info = _run_info(path)
+    cfg = TrainConfig.from_yaml(path / "config.yaml")
+    project = load_project(info["project"])
+    split = Split.load(path / "split.json")
+    return Run(path, cfg, project, split, info)
+
+
+def _run_info(path: Path) -> dict[str, Any]:
+    """A run directory's run.json, checked; the errors name the file and the remedy."""
     info_path = path / RUN_FILE
     if not info_path.is_file():
         raise RunError(f"{path} is not a posezoo training run (no {RUN_FILE}); train one with `posezoo train`")
@@ -279,21 +288,17 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{info_path}: not a posezoo run.json (no 'project'); train again into a new --output")
     if info.get("backend") not in BACKENDS:
         raise RunError(f"{info_path}: unknown backend {info.get('backend')!r} (expected one of {BACKENDS})")
-    cfg = TrainConfig.from_yaml(path / "config.yaml")
-    project = load_project(info["project"])
-    split = Split.load(path / "split.json")
-    return Run(path, cfg, project, split, info)
+    return info
 
 
 def init_snapshot(source: str | Path, backend: str) -> Path:
     """The snapshot a run starts from with ``model.init``: an earlier run's best weights."""
     path = Path(source)
-    info_path = path / RUN_FILE
     try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise RunError(f"model.init {source}: not a posezoo run directory (no readable {RUN_FILE}); give the "
-                       "folder `posezoo train --output` wrote") from None
+        info = _run_info(path)
+    except RunError as exc:
+        raise RunError(f"model.init {source}: not a posezoo run directory ({exc}); give the folder "
+                       "`posezoo train --output` wrote") from None
     if info.get("backend") != backend:
         raise RunError(f"model.init {source}: a {info.get('backend')} run cannot start a {backend} run; train "
                        f"with --backend {info.get('backend')}")

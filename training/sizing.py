@@ -42,7 +42,6 @@ class Sizing:
 
     extent_px: float  # a large animal's side in image pixels (90th percentile over labelled animals)
     spacing_px: float  # median gap from a keypoint to its nearest neighbour, image pixels
-    image_px: tuple[int, int]  # the largest labelled image (H, W)
     scale: float
     crop: tuple[int, int]  # (H, W)
     batch_size: int
@@ -112,4 +111,4 @@ def resolve(cfg: TrainConfig, project: Project, train: list[int]) -> tuple[Train
     size = tuple(cfg.input.train_size) if cfg.input.train_size is not None else (crop, crop)
     batch = cfg.train.batch_size if cfg.train.batch_size is not None else batch_for(*size, len(train))
     resolved = cfg.with_overrides({"input.scale": scale, "input.train_size": list(size), "train.batch_size": batch})
-    return resolved, Sizing(extent, spacing, image, scale, (int(size[0]), int(size[1])), batch)
+    return resolved, Sizing(extent, spacing, scale, (int(size[0]), int(size[1])), batch)
