@@ -27,12 +27,16 @@ from .static import StaticSession
 Frames = np.ndarray | Sequence[np.ndarray]
 #: Fixed-shape sessions kept per model (each holds its own optimised graph and buffers).
 STATIC_SESSIONS = 4
-RESOLVERS = "posezoo.resolvers"  # entry-point group: "zoo" -> the zoo's resolver
+RESOLVERS = "posezoo.resolvers"  # entry-point group: "zoo", "imagenet" -> the zoo's resolvers
+#: A zoo entry packed with its training snapshot keeps it beside its model as ``weights.<the
+#: snapshot's suffix>`` (.pt, .weights.h5); ``posezoo train --init zoo:NAME`` starts from it.
+WEIGHTS_STEM = "weights."
 
 
 def resolve_model_path(ref: str | Path) -> Path:
     """A path, or ``SCHEME:NAME`` (e.g. ``zoo:NAME[@VERSION]``) resolved by the package that
-    registered that scheme as a ``posezoo.resolvers`` entry point (the zoo registers ``zoo``)."""
+    registered that scheme as a ``posezoo.resolvers`` entry point (the zoo registers ``zoo`` for
+    models and ``imagenet`` for public backbone weights)."""
     text = str(ref)
     scheme, sep, _ = text.partition(":")
     if sep and len(scheme) > 1 and scheme.isidentifier():  # a Windows drive letter is one character

@@ -1,6 +1,7 @@
 """The training config: defaults, YAML round trip, dotted overrides, hash, and every error kind."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,23 @@ def test_save_is_atomic_and_leaves_old_file_on_failure(tmp_path: Path, monkeypat
         TrainConfig().with_overrides({"train.epochs": 3}).save(path)
     assert path.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_time_limit_default_and_null():
+    from posezoo.training.api import resolve_config
+
+    assert TrainConfig().train.time_limit_minutes == 13.5
+    # a keyword left at None is "not given"; a dotted key set to None asks for null (--set k=null)
+    cfg = resolve_config(None, None, {"steps": None, "train.time_limit_minutes": None})
+    assert cfg.train.time_limit_minutes is None and cfg.train.steps == 9000
+
+
+def test_schedule_follows_the_clock_only_when_the_steps_would_overrun():
+    from posezoo.training.loop import _progress
+
+    deadline = 800.0
+    assert _progress(0.1, 1e9, math.inf) == 0.1  # no limit: the steps alone
+    assert _progress(0.001, 30.0, deadline) == 0.001  # start-up (< 5 % of the limit): the steps alone
+    assert _progress(0.25, 400.0, deadline) == 0.5  # half the time, a quarter of the steps: the clock
+    assert _progress(0.75, 400.0, deadline) == 0.75  # ahead of the clock: the steps
+    assert _progress(0.9, 2000.0, deadline) == 1.0

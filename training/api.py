@@ -28,7 +28,8 @@ def resolve_config(config: str | Path | TrainConfig | None, backend: str | None,
         cfg = TrainConfig.from_yaml(config)
     else:
         cfg = TrainConfig()
-    dotted = {_ALIASES.get(k, k): v for k, v in overrides.items() if v is not None}
+    # A keyword left at None was not given; a dotted key set to None asks for null (``--set k=null``).
+    dotted = {_ALIASES.get(k, k): v for k, v in overrides.items() if v is not None or "." in k}
     if backend is not None:
         dotted["backend"] = backend
     return cfg.with_overrides(dotted) if dotted else cfg

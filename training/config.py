@@ -73,8 +73,10 @@ def _require(ok: bool, key: str, problem: str) -> None:
 @dataclass
 class ModelConfig:
     """Which registered network; every other key is passed to its constructor, except ``init``:
-    the weights to start from (an earlier run directory of the same network, or null for a
-    fresh start). Its layers that fit are copied; heads of another keypoint set start afresh."""
+    the weights to start from: ``imagenet`` (the backbone's public ImageNet weights, see
+    `posezoo.training.pretrained`), ``zoo:NAME[@VERSION]`` (a zoo entry packed with its training
+    weights), an earlier run directory of the same network, or null for a fresh start. The
+    layers that fit are copied; heads of another keypoint set start afresh."""
 
     name: str = "lite"
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -84,7 +86,7 @@ class ModelConfig:
         _require(isinstance(self.name, str) and bool(self.name.strip()), "model.name",
                  f"expected a non-empty model name, got {self.name!r}")
         _require(self.init is None or (isinstance(self.init, str) and bool(self.init.strip())), "model.init",
-                 f"expected a run directory or null, got {self.init!r}")
+                 f"expected imagenet, zoo:NAME, a run directory or null, got {self.init!r}")
         for k, v in self.kwargs.items():
             _require(k != "num_keypoints", f"model.{k}", "is set from the project's bodyparts")
             try:
@@ -182,9 +184,11 @@ class TrainLoopConfig:
     """The loop. The budget is ``steps`` optimisation steps whatever the project's size (a
     16-frame project needs as many as a 100-frame one), or ``epochs`` passes over the training
     frames when set. ``eval_every`` is in steps (evaluations fall on epoch ends). ``threads``
-    None = one per physical core; ``time_limit_minutes`` stops early (after the running epoch,
-    with a final evaluation), and when the steps would not fit in it the learning-rate schedule
-    follows the clock, so the run still ends annealed."""
+    None = one per physical core. ``time_limit_minutes`` (evaluations included) stops early, after
+    the running epoch and with a final evaluation; when the steps would not fit in it the
+    learning-rate schedule follows the clock, so the run still ends annealed. Its default keeps
+    the default recipe within 15 minutes on a slow 2-core machine (9000 steps take 12 there on
+    openfield; a GPU never reaches it); null = no limit."""
 
     steps: int = 9000
     epochs: int | None = None
@@ -195,7 +199,7 @@ class TrainLoopConfig:
     devices: int = 1  # TF: MirroredStrategy replicas on one machine (torch: processes, see `posezoo train --devices`)
     workers: int = 2
     threads: int | None = None
-    time_limit_minutes: float | None = None
+    time_limit_minutes: float | None = 13.5
     locref_weight: float = 0.05
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ from .schedule import lr_at
 
 SNAPSHOTS = ("last", "best")
 SNAPSHOT_STEPS = 100
+CLOCK_AFTER = 0.05  # of a time limit, see `_progress`
 
 
 class Trainer(Protocol):
@@ -48,6 +49,9 @@ class Trainer(Protocol):
 
     def initialise(self, snapshot: Path) -> tuple[int, int]:
         """Copy what fits of another run's snapshot into the fresh network: (weights copied, all)."""
+
+    def initialise_imagenet(self) -> tuple[int, int]:
+        """Start the backbone from its ImageNet weights: (weights set, all)."""
 
     def state_arrays(self) -> list[tuple[str, np.ndarray]]:
         """The network's weights as (name, array) pairs (the exported model's weights hash)."""
@@ -77,7 +81,11 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
     else:
         if log_path.exists() and main:
             log_path.unlink()
-        if cfg.model.init:
+        if cfg.model.init == "imagenet":
+            copied, total = trainer.initialise_imagenet()
+            if main:
+                print(f"initialised {copied} of {total} weights from ImageNet", flush=True)
+        elif cfg.model.init:
             snapshot = init_snapshot(cfg.model.init, run.backend)
             copied, total = trainer.initialise(snapshot)
             if copied < total // 2:
@@ -91,26 +99,29 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict[str, Any]
     total = cfg.train.total_steps(per_epoch)
     epochs = -(-total // per_epoch)  # the last one may stop part-way through
     deadline = cfg.train.time_limit_minutes * 60 if cfg.train.time_limit_minutes else math.inf
+    if main and progress:
+        limit = f", at most {cfg.train.time_limit_minutes:g} min" if math.isfinite(deadline) else ""
+        print(f"budget: {total} steps ({total / per_epoch:.4g} epochs of {per_epoch}){limit}", flush=True)
+    clock0 = time.perf_counter() - elapsed  # the run's clock (evaluations included), continued on resume
     bar = tqdm(total=total, initial=min(total, start_epoch * per_epoch), unit="step", dynamic_ncols=True,
                desc=f"train {cfg.model.name} ({run.backend})", disable=not (progress and main))
     saved_at = start_epoch * per_epoch  # the step of the last snapshot
     epoch = start_epoch - 1
     for epoch in range(start_epoch, epochs):
         loader.set_epoch(epoch)
-        t0 = time.perf_counter()
         first, stop = epoch * per_epoch, min(total, (epoch + 1) * per_epoch)
         sums = np.zeros(0)
         lr = cfg.optimizer.lr
         batches: Generator[dict[str, np.ndarray], None, None] = iter(loader)  # type: ignore[assignment]
         for done in range(first, stop):
             batch = next(batches)
-            lr = lr_at(_progress(done / total, elapsed + time.perf_counter() - t0, deadline), cfg)
+            lr = lr_at(_progress(done / total, time.perf_counter() - clock0, deadline), cfg)
             losses = trainer.step(batch, lr)
             sums = sums + losses if len(sums) else np.asarray(losses, np.float64)
             bar.update()
         batches.close()  # a generator: a last epoch stopped part-way ends the loader's threads
         steps = stop - first
-        elapsed = world.broadcast(elapsed + time.perf_counter() - t0)  # rank 0's clock: all stop together
+        elapsed = world.broadcast(time.perf_counter() - clock0)  # rank 0's clock: all stop together
         sums = np.pad(sums, (0, 4 - len(sums)), constant_values=np.nan)  # heatmap, locref, paf, identity
         row: dict[str, Any] = {"epoch": epoch, "step": stop, "loss": np.nansum(sums) / steps,
                                "heatmap_loss": sums[0] / steps, "locref_loss": sums[1] / steps, "lr": lr,
@@ -162,9 +173,10 @@ def _snapshot(trainer: Trainer, epoch: int, elapsed: float, best: dict[str, Any]
 def _progress(done: float, elapsed: float, deadline: float) -> float:
     """Where the schedule is, as a fraction of the run. With a time limit that the steps would
     overrun, the schedule follows the clock instead, so a run stopped by its limit ends annealed
-    rather than at a high learning rate. (A run stopped by a time limit depends on the machine's
-    speed anyway; without one, training stays a deterministic function of the seed.)"""
-    if not math.isfinite(deadline):
+    rather than at a high learning rate. The clock is not looked at in the first CLOCK_AFTER of the
+    limit (start-up makes early step rates noisy), so a run that fits easily in its limit (any
+    test, any GPU run) stays a deterministic function of the seed."""
+    if not math.isfinite(deadline) or elapsed < CLOCK_AFTER * deadline:
         return done
     return max(done, min(1.0, elapsed / deadline))
 

@@ -292,7 +292,10 @@ def _run_info(path: Path) -> dict[str, Any]:
 
 
 def init_snapshot(source: str | Path, backend: str) -> Path:
-    """The snapshot a run starts from with ``model.init``: an earlier run's best weights."""
+    """The snapshot a run starts from with ``model.init``: an earlier run's best weights, or the
+    training weights of a zoo entry (``zoo:NAME[@VERSION]``, downloaded and verified)."""
+    if str(source).startswith("zoo:"):
+        return _zoo_snapshot(str(source), backend)
     path = Path(source)
     try:
         info = _run_info(path)
@@ -305,6 +308,23 @@ def init_snapshot(source: str | Path, backend: str) -> Path:
     found = sorted(path.glob("snapshots/best.*")) or sorted(path.glob("snapshots/last.*"))
     if not found:
         raise RunError(f"model.init {source}: the run has no snapshot yet (snapshots/best.* or last.*)")
+    return found[0]
+
+
+def _zoo_snapshot(ref: str, backend: str) -> Path:
+    """A zoo entry's training weights (pulled with its model by the zoo's resolver)."""
+    from posezoo.runtime.model import WEIGHTS_STEM, resolve_model_path
+    from posezoo.runtime.spec import read_spec
+
+    model = resolve_model_path(ref)
+    found = sorted(model.parent.glob(f"{WEIGHTS_STEM}*"))
+    if not found:
+        raise RunError(f"model.init {ref}: the zoo entry has no training weights (it was packed without "
+                       "--with-weights); start from scratch, from imagenet, or from a run of your own")
+    theirs = read_spec(model).provenance.get("backend")
+    if theirs != backend:
+        raise RunError(f"model.init {ref}: its weights are of a {theirs} run and cannot start a {backend} run; "
+                       f"train with --backend {theirs}")
     return found[0]
 
 

@@ -121,6 +121,12 @@ def model_card(entry: ZooEntry, spec: dict[str, Any] | None = None) -> str:
         f'model = PoseModel.load("zoo:{entry.ref}")',
         "keypoints = model(frame_bgr)  # (K, 3): x, y, score",
         "```", "",
+    ]
+    if entry.weights_file is not None:
+        backend = entry.provenance.get("backend", "?")
+        out += [f"Fine-tune it on your own project (the {backend} training weights are in {entry.weights_file.name}):",
+                "", "```", f"posezoo train PROJECT --backend {backend} --init zoo:{entry.ref}", "```", ""]
+    out += [
         "## Files", "",
         "| file | size | sha256 |", "| --- | --- | --- |",
     ]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from posezoo.runtime.model import WEIGHTS_STEM
+
 from .errors import ZooError
 from .names import validate_file_name, validate_name, validate_version, version_key
 
@@ -104,6 +106,12 @@ class ZooEntry:
     def model_file(self) -> ZooFile:
         """The entry's .onnx file (validation guarantees there is exactly one)."""
         return next(f for f in self.files if f.name.endswith(".onnx"))
+
+    @property
+    def weights_file(self) -> ZooFile | None:
+        """The training snapshot packed with ``--with-weights`` (``weights.*``), which
+        ``posezoo train --init zoo:NAME`` fine-tunes from; None when the entry has none."""
+        return next((f for f in self.files if f.name.startswith(WEIGHTS_STEM)), None)
 
     @property
     def size(self) -> int:

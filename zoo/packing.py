@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .card import model_card
+from posezoo.runtime.model import WEIGHTS_STEM
+
 from .entry import ZooEntry, ZooFile
 from .errors import IntegrityError, ZooError
 from posezoo.runtime.files import (copy_atomic, sha256_file, write_bytes_atomic, write_json_atomic,
@@ -61,12 +63,14 @@ def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None
          training_data: Any = None, metrics: dict[str, Any] | None = None,
          species: str = "", view: str = "", sample_image: str | Path | None = None,
          measure_speed: bool = True, speed_frames: int = FRAMES, threads: int | None = None,
-         force: bool = False) -> Path:
+         with_weights: bool = False, force: bool = False) -> Path:
     """Write an entry directory (model, entry.json, README.md, sample.jpg) for an exported model.
 
     `sample_image` (a frame of the training project's test split, say) is run through the model
     and drawn with its keypoints for the card; `measure_speed` times CPU frames/s at that
-    frame's size (see `posezoo.zoo.speed`). Packing a training run that has no export yet is the
+    frame's size (see `posezoo.zoo.speed`). ``with_weights`` (``run_or_onnx`` a training run) adds
+    the exported snapshot as ``weights.*``, so others can fine-tune from the entry
+    (``posezoo train --init zoo:NAME``). Packing a training run that has no export yet is the
     command line's job (`posezoo zoo pack RUN`): the zoo never imports the training code.
     """
     from posezoo.runtime import PoseModel
@@ -86,6 +90,7 @@ def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None
             raise ZooError(f"{key} must be a string, got {type(text).__name__}")
     # Read before anything is written: a wrong image path leaves no half-made entry behind.
     image = read_image(sample_image) if sample_image is not None else None
+    snapshot = _training_snapshot(Path(run_or_onnx), spec.provenance) if with_weights else None
     out = Path(output).expanduser()
     if out.exists() and not out.is_dir():
         raise ZooError(f"{out}: exists and is not a directory")
@@ -97,6 +102,10 @@ def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None
     dest = out / f"{name}.onnx"
     copy_atomic(model, dest)
     files = [_file_record(dest)]
+    if snapshot is not None:
+        weights = out / (WEIGHTS_STEM + snapshot.name.split(".", 1)[1])
+        copy_atomic(snapshot, weights)
+        files.append(_file_record(weights))
     sample: dict[str, Any] = {}
     if image is not None:
         drawn = render_sample(PoseModel.load(dest, device="cpu"), image, Path(sample_image).name)
@@ -117,6 +126,19 @@ def pack(run_or_onnx: str | Path, output: str | Path, *, name: str | None = None
     entry.files.append(_file_record(out / CARD_FILE))
     write_json_atomic(out / ENTRY_FILE, entry.to_dict())  # last: its presence marks a complete entry
     return out
+
+
+def _training_snapshot(run: Path, provenance: dict[str, Any]) -> Path:
+    """The snapshot of training run ``run`` that its export was made from."""
+    if not (run.is_dir() and (run / "run.json").is_file()):
+        raise ZooError(f"{run}: --with-weights needs the training run directory (with run.json and snapshots/), "
+                       "not an exported model")
+    name = provenance.get("snapshot", "best")
+    found = sorted((run / "snapshots").glob(f"{name}.*"))
+    if len(found) != 1:
+        raise ZooError(f"{run}: expected one snapshots/{name}.* (the snapshot the export was made from), "
+                       f"found {len(found)}")
+    return found[0]
 
 
 def read_entry_dir(entry_dir: Path) -> ZooEntry:

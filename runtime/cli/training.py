@@ -41,13 +41,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from posezoo.training.api import train
 
     overrides = _parse_sets(args.set)
+    if args.time_limit == 0:
+        overrides["train.time_limit_minutes"] = None
     if args.devices > 1 and args.backend == "tf":
         overrides["train.devices"] = args.devices
     t0 = time.perf_counter()
     run_dir = train(args.project, backend=args.backend, output=args.output, config=args.config,
                     resume=args.resume, progress=not args.quiet, model=args.model, init=args.init,
                     steps=args.steps, epochs=args.epochs,
-                    batch_size=args.batch_size, time_limit_minutes=args.time_limit, **overrides)
+                    batch_size=args.batch_size, time_limit_minutes=args.time_limit or None, **overrides)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     _print_metrics(run_dir)
@@ -137,11 +139,15 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--steps", type=int, help="optimisation steps (default 9000: the same budget for a 16-frame and a "
                    "1,000-frame project)")
     p.add_argument("--epochs", type=int, help="passes over the training frames instead of --steps")
-    p.add_argument("--init", metavar="RUN", help="start from the weights of an earlier run of the same model "
-                   "(fine-tuning; heads of another keypoint set start afresh)")
+    p.add_argument("--init", metavar="SOURCE", help="weights to start from (fine-tuning): RUN_DIR (an earlier run "
+                   "of the same model), zoo:NAME[@VERSION] (a zoo entry packed --with-weights) or imagenet (the "
+                   "backbone's public ImageNet weights: resnet50, downloaded once and verified); heads of another "
+                   "keypoint set start afresh")
     p.add_argument("--batch-size", type=int, help="images per step (default: from the crop size; with several processes: all of them "
                    "together)")
-    p.add_argument("--time-limit", type=float, metavar="MIN", help="stop after this many minutes of training")
+    p.add_argument("--time-limit", type=float, metavar="MIN", help="stop after this many minutes of training, "
+                   "evaluations included; the learning-rate schedule then follows the clock (default 13.5, so the "
+                   "default recipe ends within 15 minutes on a slow machine; 0 = no limit)")
     p.add_argument("--config", type=Path, help="a training config YAML (defaults are used for missing keys)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optimizer.lr=0.002 (repeatable)")

@@ -131,7 +131,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     out = pack(model, args.output, name=args.name, version=args.version, description=args.description,
                license=args.license, training_data=args.training_data, metrics=metrics, species=args.species,
                view=args.view, sample_image=sample, measure_speed=not args.no_speed, threads=args.threads,
-               force=args.force)
+               with_weights=args.with_weights, force=args.force)
     print(f"packed {out} (publish it with `posezoo zoo publish {out} ZOO_DIR`)")
     return 0
 
@@ -207,6 +207,9 @@ def add_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-speed", action="store_true", help="skip the CPU frames/s measurement (about 1 s)")
     p.add_argument("--threads", type=positive, default=None,
                    help="threads for the speed figure (default: the physical cores)")
+    p.add_argument("--with-weights", action="store_true",
+                   help="also pack the run's training snapshot (RUN_OR_ONNX must be the run), so others can "
+                        "fine-tune from the entry with `posezoo train PROJECT --init zoo:NAME`")
     p.add_argument("--force", action="store_true", help="write into a non-empty DIR")
     p.set_defaults(handler=cmd_pack)
 

@@ -29,7 +29,10 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from typing import Any, Sequence
+
+import numpy as np
 
 from ..registry import LITE, ModelRegistry
 from .env import keras
@@ -280,6 +283,35 @@ def _application_model(backbone: keras.Model, shift: int, num_keypoints: int, ch
 def resnet50(num_keypoints: int, channels: int = 256, heatmap_prior: float = 0.01) -> keras.Model:
     """keras.applications ResNet-50 at stride 32 + two 256-channel deconvolutions to stride 8."""
     return _application_model(_resnet50(), -1, num_keypoints, channels, heatmap_prior, "resnet50")
+
+
+def resnet50_from_torchvision(model: keras.Model, state: dict[str, np.ndarray]) -> int:
+    """Set the keras.applications ResNet-50 inside ``model`` from torchvision's ImageNet weights
+    (kernels OIHW -> HWIO; Keras' conv biases, which torchvision has not, start at zero). Keras
+    strides a block's first 1x1 conv where torchvision strides its 3x3: the weights carry over.
+    Returns how many of the model's weight arrays were set."""
+    done = 0
+    for layer in model.get_layer("resnet50").layers:
+        if layer.name in ("conv1_conv", "conv1_bn"):
+            key, kind = ("conv1", "conv") if layer.name == "conv1_conv" else ("bn1", "bn")
+        elif m := _KERAS_RESNET.match(layer.name):
+            stage, block, part, kind = int(m[1]) - 1, int(m[2]) - 1, m[3], m[4]
+            index = 0 if kind == "conv" else 1
+            key = (f"layer{stage}.{block}.downsample.{index}" if part == "0"
+                   else f"layer{stage}.{block}.{kind}{part}")
+        else:
+            continue
+        if kind == "conv":
+            kernel = state[f"{key}.weight"].transpose(2, 3, 1, 0)
+            arrays = [kernel, np.zeros(kernel.shape[-1], np.float32)]
+        else:
+            arrays = [state[f"{key}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
+        layer.set_weights(arrays)
+        done += len(arrays)
+    return done
+
+
+_KERAS_RESNET = re.compile(r"^conv(\d)_block(\d+)_(\d)_(conv|bn)$")
 
 
 @register("mobilenetv2")

@@ -25,10 +25,11 @@ import numpy as np
 from posezoo.runtime.files import atomic_output
 from posezoo.runtime.session import physical_cores
 
+from ..pretrained import imagenet_weights
 from ..run import SNAPSHOT_HELP, Run, RunError
 from .env import configure_threads, keras, tf
 from .infer import extra_layout, forward_fn, to_torch_layout
-from .nets import add_heads, create_model
+from .nets import add_heads, create_model, resnet50_from_torchvision
 
 SNAPSHOT_SUFFIX = ".weights.h5"
 STATE_GROUP = "posezoo"
@@ -290,6 +291,11 @@ class TFTrainer:
             raise RunError(f"{snapshot}: not a usable posezoo TF snapshot for this network ({exc})") from None
         changed = sum(not np.array_equal(b, w.numpy()) for b, w in zip(before, self.model.weights))
         return changed, len(before)
+
+    def initialise_imagenet(self) -> tuple[int, int]:
+        """Start the backbone from its ImageNet weights (`posezoo.training.pretrained`)."""
+        arrays = imagenet_weights(self.model.name)  # refuses networks without public weights
+        return resnet50_from_torchvision(self.model, arrays), len(self.model.weights)
 
     def state_arrays(self) -> list[tuple[str, np.ndarray]]:
         """The weights as (name, array) pairs, for the exported model's weights hash."""

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -383,6 +385,30 @@ class ResNetBody(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
+
+
+_TORCHVISION_LAYER = re.compile(r"^layer(\d)\.(\d+)\.(conv\d|bn\d|downsample\.\d)\.(\w+)$")
+_TORCHVISION_PARTS = {"conv1": "conv1.0", "bn1": "conv1.1", "conv2": "conv2.0", "bn2": "conv2.1", "conv3": "conv3.0",
+                      "bn3": "conv3.1", "downsample.0": "short.1", "downsample.1": "short.2"}
+
+
+def resnet50_from_torchvision(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """torchvision's ResNet-50 weights under this network's names (the classifier is dropped).
+
+    Our stem is 6x6 where torchvision's is 7x7: with our padding, its taps 1-6 cover our 6, so the
+    kernel loses its first row and column. The blocks pool before their 3x3 convs instead of
+    striding them (see `Bottleneck`): the weights carry over, the features move a little.
+    """
+    out = {}
+    for key, value in state.items():
+        if key == "conv1.weight":
+            out["body.stem.0.weight"] = value[:, :, 1:, 1:]
+        elif key.startswith("bn1."):
+            out["body.stem.1." + key[4:]] = value
+        elif m := _TORCHVISION_LAYER.match(key):
+            stage, block, part, rest = m.groups()
+            out[f"body.stages.{int(stage) - 1}.{block}.{_TORCHVISION_PARTS[part]}.{rest}"] = value
+    return {k: torch.tensor(v) for k, v in out.items()}
 
 
 @register("resnet50")

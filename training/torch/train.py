@@ -20,9 +20,10 @@ from torch.nn.parallel import DistributedDataParallel
 from posezoo.runtime.files import atomic_output
 from posezoo.runtime.session import physical_cores
 
+from ..pretrained import imagenet_weights
 from ..run import SNAPSHOT_HELP, Run, RunError
 from .distributed import all_reduce_sum, join, uses_cuda
-from .nets import PoseNet, create_model
+from .nets import PoseNet, create_model, resnet50_from_torchvision
 
 #: A loss term's normaliser -> what the term is divided by (the sum over ranks under DDP).
 Norm = Callable[[torch.Tensor], torch.Tensor]
@@ -158,6 +159,14 @@ class TorchTrainer:
             theirs = torch.load(snapshot, map_location="cpu", weights_only=False)["model"]
         except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:
             raise RunError(f"{snapshot}: not a usable posezoo torch snapshot ({str(exc)[:200]})") from None
+        return self._load_fitting(theirs)
+
+    def initialise_imagenet(self) -> tuple[int, int]:
+        """Start the backbone from its ImageNet weights (`posezoo.training.pretrained`)."""
+        arrays = imagenet_weights(self.net.name)  # refuses networks without public weights
+        return self._load_fitting(resnet50_from_torchvision(arrays))
+
+    def _load_fitting(self, theirs: dict[str, torch.Tensor]) -> tuple[int, int]:
         own = self.net.state_dict()
         fit = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
         self.net.load_state_dict(fit, strict=False)
