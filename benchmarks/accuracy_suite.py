@@ -6,7 +6,8 @@ synthetic projects that vary image size (320-1600 px), animal size, labelled fra
 keypoint count (4-27) and how many keypoints are labelled. A synthetic project's test set is 40
 frames apart from its training frames (16 training frames leave too few to test on otherwise).
 Prints the mean, median and worst keypoint's mean error per project (image pixels), the input
-scale and crop the recipe chose, and the training time.
+scale and crop the recipe chose, the training time, and how many of the test frames' unlabelled
+(hidden) keypoints the model still reports above pcutoff ("hidden>p": lower is better).
 
     python benchmarks/accuracy_suite.py                      # every project, default budget (long)
     python benchmarks/accuracy_suite.py --only mouse-16 many-27 --steps 3000
@@ -58,6 +59,22 @@ def _project(name: str, root: Path, seed: int) -> tuple[Path, list[int]]:
     return path, list(range(n_train, n_train + TEST_FRAMES))
 
 
+def _hidden_confident(run_dir: Path) -> float | None:
+    """The share of the test frames' unlabelled keypoints (hidden, or out of view) that the model
+    still reports above pcutoff: a confident point where there is none. None when all are labelled."""
+    from posezoo.training.loop import load_predictor
+    from posezoo.training.run import load_run
+
+    run = load_run(run_dir)
+    test = list(run.split.test)
+    hidden = np.isnan(run.project.labels[test].coords[..., 0])
+    if not hidden.any():
+        return None
+    predict, _ = load_predictor(run)
+    scores = predict(run.frames(test)).coords[..., 2]
+    return float((scores[hidden] >= run.project.pcutoff).mean())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", metavar="NAME", help=f"projects to run: openfield {' '.join(SYNTHETIC)}")
@@ -105,14 +122,16 @@ def main() -> int:
                "mean_px": metrics["rmse"], "median_kp_px": float(np.nanmedian(per_kp)),
                "worst_kp": f"{metrics['keypoints'][worst]} {per_kp[worst]:.1f}", "pcutoff_px": metrics["rmse_pcutoff"],
                "minutes": minutes}
+        row["hidden_confident"] = _hidden_confident(run_dir)
         results.append(row)
         print(json.dumps(row), flush=True)
     print(f"\n{'project':<18} {'kp':>3} {'frames':>6} {'scale':>5} {'crop':>4} {'batch':>5} {'mean px':>8} "
-          f"{'median kp':>9} {'worst keypoint':>22} {'>pcutoff':>8} {'min':>5}")
+          f"{'median kp':>9} {'worst keypoint':>22} {'>pcutoff':>8} {'hidden>p':>8} {'min':>5}")
     for r in results:
+        hidden = "" if r["hidden_confident"] is None else f"{100 * r['hidden_confident']:.0f}%"
         print(f"{r['project']:<18} {r['keypoints']:>3} {r['train_frames']:>6} {r['scale']:>5} {r['crop']:>4} "
               f"{r['batch']:>5} {r['mean_px']:>8.2f} {r['median_kp_px']:>9.2f} {r['worst_kp']:>22} "
-              f"{(r['pcutoff_px'] or float('nan')):>8.2f} {r['minutes']:>5.1f}")
+              f"{(r['pcutoff_px'] or float('nan')):>8.2f} {hidden:>8} {r['minutes']:>5.1f}")
     return 0
 
 

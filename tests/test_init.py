@@ -209,6 +209,11 @@ def test_a_zoo_entry_packed_with_weights_starts_a_run(source: Path, tmp_path: Pa
     publish(pack(source, tmp_path / "entry", name="tiny-init", with_weights=True, measure_speed=False), zoo)
     publish(pack(source, tmp_path / "bare", name="tiny-bare", measure_speed=False), zoo)
     assert "--init zoo:tiny-init@1.0.0" in (tmp_path / "entry" / "README.md").read_text()
+    from posezoo.zoo.site import build_site
+
+    pages = {str(p): p.read_text() for p in build_site(zoo, tmp_path / "site").parent.rglob("*.html")}
+    cards = {Path(p).parent.name: text for p, text in pages.items() if Path(p).parent.name.startswith("tiny-")}
+    assert "--init zoo:tiny-init@1.0.0" in cards["tiny-init"] and "--init" not in cards["tiny-bare"]
     server = make_server(zoo, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     monkeypatch.setenv("POSEZOO_ZOO", f"http://127.0.0.1:{server.server_address[1]}/")

@@ -44,9 +44,11 @@ def resolve_imagenet(ref: str, quiet: bool = False) -> Path:
     """``imagenet:NETWORK`` -> the verified local copy of that backbone's ImageNet weights."""
     network = ref.removeprefix(f"{SCHEME}:")
     if network not in IMAGENET:
-        raise ZooError(f"{ref}: there are no public ImageNet weights for the {network!r} network (there are for: "
-                       f"{', '.join(IMAGENET)}); train it from scratch, or start from an earlier run or a zoo "
-                       "model (--init RUN_DIR, --init zoo:NAME)")
+        names = ", ".join(IMAGENET)
+        raise ZooError(f"{ref}: there are no public ImageNet weights for the {network!r} network (the default `lite` "
+                       f"is resnet_slim); there are for: {names} (--model {next(iter(IMAGENET))} --init imagenet). "
+                       "Or train from scratch, or start from an earlier run or a zoo model (--init RUN_DIR, "
+                       "--init zoo:NAME)")
     return fetch(IMAGENET[network], quiet=quiet)
 
 
