@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from .card import model_card
-from posezoo.runtime.model import WEIGHTS_STEM
-
 from .entry import ZooEntry, ZooFile
 from .errors import IntegrityError, ZooError
+from posezoo.runtime.model import WEIGHTS_STEM
 from posezoo.runtime.files import (copy_atomic, sha256_file, write_bytes_atomic, write_json_atomic,
                                    write_text_atomic)
 from .names import validate_name, validate_version, version_key
