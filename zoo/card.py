@@ -60,6 +60,13 @@ def backend(entry: ZooEntry) -> str:
     return str(entry.provenance.get("backend") or "")
 
 
+def fine_tune_command(entry: ZooEntry) -> str | None:
+    """How to fine-tune from an entry packed with its training weights; None for one without."""
+    if entry.weights_file is None:
+        return None
+    return f"posezoo train PROJECT --backend {backend(entry) or 'torch'} --init zoo:{entry.ref}"
+
+
 def model_card(entry: ZooEntry, spec: dict[str, Any] | None = None) -> str:
     """Markdown card: what the model detects, how well, from what data, and how to use it."""
     out = [f"# {entry.name} {entry.version}", ""]
@@ -122,10 +129,10 @@ def model_card(entry: ZooEntry, spec: dict[str, Any] | None = None) -> str:
         "keypoints = model(frame_bgr)  # (K, 3): x, y, score",
         "```", "",
     ]
-    if entry.weights_file is not None:
-        backend = entry.provenance.get("backend", "?")
-        out += [f"Fine-tune it on your own project (the {backend} training weights are in {entry.weights_file.name}):",
-                "", "```", f"posezoo train PROJECT --backend {backend} --init zoo:{entry.ref}", "```", ""]
+    tune = fine_tune_command(entry)
+    if tune is not None:
+        out += [f"Fine-tune it on your own project (its training weights are in {entry.weights_file.name}):",
+                "", "```", tune, "```", ""]
     out += [
         "## Files", "",
         "| file | size | sha256 |", "| --- | --- | --- |",

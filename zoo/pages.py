@@ -16,7 +16,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from posezoo.runtime.draw import keypoint_colors
 
-from .card import backend, headline_rmse, human_size
+from .card import backend, fine_tune_command, headline_rmse, human_size
 from .entry import ZooEntry
 from .svg import skeleton_svg
 
@@ -282,9 +282,9 @@ def _commands(e: ZooEntry, links: Links) -> str:
              f"posezoo analyze zoo:{ref} session1.mp4 --csv\n"
              f"posezoo label-video zoo:{ref} session1.mp4\n"
              f"posezoo zoo info {ref}")
-    if e.weights_file is not None:  # packed --with-weights: others can fine-tune from it
-        backend = esc(e.provenance.get("backend", "torch"))
-        shell += f"\nposezoo train PROJECT --backend {backend} --init zoo:{ref}  # fine-tune on your own labels"
+    tune = fine_tune_command(e)  # packed --with-weights: others can fine-tune from it
+    if tune is not None:
+        shell += f"\n{esc(tune)}  # fine-tune on your own labels"
     python = ("from posezoo.runtime import PoseModel\n\n"
               f'model = PoseModel.load("zoo:{ref}")  # downloads once, checks sha256\n'
               'poses = model.predict(frames, color="bgr")  # keypoints: x, y, score per frame')

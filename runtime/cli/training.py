@@ -41,15 +41,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from posezoo.training.api import train
 
     overrides = _parse_sets(args.set)
-    if args.time_limit == 0:
-        overrides["train.time_limit_minutes"] = None
+    if args.time_limit is not None:
+        overrides["train.time_limit_minutes"] = args.time_limit or None  # 0: no limit
     if args.devices > 1 and args.backend == "tf":
         overrides["train.devices"] = args.devices
     t0 = time.perf_counter()
     run_dir = train(args.project, backend=args.backend, output=args.output, config=args.config,
                     resume=args.resume, progress=not args.quiet, model=args.model, init=args.init,
                     steps=args.steps, epochs=args.epochs,
-                    batch_size=args.batch_size, time_limit_minutes=args.time_limit or None, **overrides)
+                    batch_size=args.batch_size, **overrides)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
     _print_metrics(run_dir)
