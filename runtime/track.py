@@ -9,11 +9,14 @@ Two passes over the detections, in the spirit of DeepLabCut's tracklets + stitch
    animals became one (a tracklet lost just now was as near), one became two (a new animal is as
    near) or a lost tracklet comes back beside another, the tracklet ends and a new one begins,
    so a tracklet does not run from one animal onto another. A tracklet unseen for ``max_gap``
-   frames ends. Each tracklet keeps a summary (ends, first sightings, body sizes measured when
-   the animal is alone, identity votes); each detection row keeps its tracklet's number.
+   frames ends. Each tracklet keeps a summary (ends, first sightings, body sizes and colours
+   measured when the animal is alone, identity votes); each detection row keeps its tracklet's
+   number.
 2. Stitching (`stitch`): tracklets in order of first frame get the project's individuals, the
    ones that begin together (animals that just parted) jointly: by how well each continues a
-   name's last tracklet (where that animal was going), by body size, and by identity votes.
+   name's tracklet before it (where that animal was going), by body size, by colour (where the
+   animals differ; `appearance`) and by identity votes. Tracklets of `_SOLID` frames or more are
+   named first; the brief fragments left where animals tangle then go into the gaps.
 
 The second pass reads the detections again and writes each row under its tracklet's name. Memory
 holds the open tracklets, one summary per tracklet and one small integer per detection row.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from bisect import bisect_right
 from itertools import groupby
 
 import numpy as np
@@ -36,7 +40,9 @@ _SIZE_SAMPLES = 5  # fewer and a body size says too little
 _SIZE_STEP = 0.1  # a 10 % difference in body size costs as much as one body size of distance
 _EARLY = 10  # first sightings of a tracklet kept, to see where it goes
 _JUST_LOST = 3  # frames: a tracklet unseen this long and near an animal may be under it
-_NEW_NAME = 2.0  # the cost of a name nobody holds yet: a poor continuation costs about this
+_LOOK_NOISE = 2.0  # colour levels: no animal's colour is steadier than this
+_NEW_NAME = 2.0
+_SOLID = 10  # frames: shorter tracklets are named after the others, into the gaps they leave  # the cost of a name nobody holds yet: a poor continuation costs about this
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,9 @@ class TrackerSettings:
     ``min_keypoints``: fewer visible keypoints than this is no animal; ``ambiguity``: a link whose
     rival costs less than the link plus this much is cut; ``gap_cost``: stitching cost per frame
     between two tracklets of one name; ``size_weight``: how much a change of body size (per 10 %)
-    counts in stitching; ``identity_weight``: how much an identity head's vote counts;
+    counts in stitching; ``colour_weight``: how much a difference in colour counts (in units of
+    the animals' own variation; alike animals cost nothing either way); ``identity_weight``: how
+    much an identity head's vote counts;
     ``min_length``: a tracklet spanning fewer frames is stitched (it carries its animal's motion
     on) but left out of the results: short tracklets begin and end where animals tangle, and there
     a wrong name can cost more than a gap (10 on the synthetic benchmark: 21 % fewer identity
@@ -59,12 +67,15 @@ class TrackerSettings:
     gap_cost: float = 0.02
     size_weight: float = 1.0
     identity_weight: float = 10.0
+    colour_weight: float = 1.0
     min_length: int = 1
 
     def __post_init__(self) -> None:
         if self.gate <= 0 or self.min_keypoints < 1 or self.max_gap < 1 or self.min_length < 1:
             raise ValueError(f"gate must be > 0, min_keypoints, max_gap and min_length >= 1, got {self.gate}, "
                              f"{self.min_keypoints}, {self.max_gap}, {self.min_length}")
+        if min(self.size_weight, self.colour_weight, self.identity_weight) < 0:
+            raise ValueError("size_weight, colour_weight and identity_weight must be >= 0")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -111,6 +122,7 @@ class Tracklet:
     scale: float
     early: list[tuple[int, np.ndarray]]  # (frame, centroid) of the first sightings
     sizes: list[float] = field(default_factory=list)  # body size in frames where it was alone
+    looks: list[np.ndarray] = field(default_factory=list)  # colour descriptors in those frames
     votes: np.ndarray | None = None  # identity-head rows it was assembled in (counts)
 
     @property
@@ -144,9 +156,10 @@ class Linker:
         self.open: list[Tracklet] = []
         self.tracklets: list[Tracklet] = []  # every tracklet, by number
 
-    def add(self, frame: int, animals: np.ndarray) -> np.ndarray:
-        """One frame's animals (A, K, 3), NaN rows where fewer; returns each row's tracklet
-        number (-1: no animal)."""
+    def add(self, frame: int, animals: np.ndarray, looks: np.ndarray | None = None) -> np.ndarray:
+        """One frame's animals (A, K, 3), NaN rows where fewer, and optionally their colour
+        descriptors (A, D) (`appearance.describe`); returns each row's tracklet number (-1: no
+        animal)."""
         s = self.settings
         ids = np.full(len(animals), -1, np.int32)
         found = [a for a in range(len(animals)) if np.isfinite(animals[a, :, :2]).all(1).sum() >= s.min_keypoints]
@@ -158,6 +171,8 @@ class Linker:
         for a in found:
             t = linked.get(a) or self._start(frame, animals[a], a, features[a], alone=a in alone)
             ids[a] = t.ident
+            if looks is not None and a in alone and len(t.looks) < _SIZE_MEMORY:
+                t.looks.append(looks[a])
         self.open = [t for t in self.open if frame - t.last < s.max_gap]
         return ids
 
@@ -269,6 +284,74 @@ def _size_cost(these: list[float], known: list[float]) -> float:
     return min(abs(float(np.median(a) - np.median(b))) / max(_SIZE_STEP, 3 * spread), 4.0)
 
 
+def _look_cost(these: list[np.ndarray], known: list[np.ndarray]) -> float:
+    """How unlike two sets of colour descriptors are: per channel and keypoint, the difference of
+    medians over the animals' own spread (pooled; at least `_LOOK_NOISE` levels), averaged,
+    capped. Animals that look alike cost about nothing; only a difference larger than each
+    animal's variation from frame to frame (light, posture, compression) counts."""
+    if len(these) < _SIZE_SAMPLES or len(known) < _SIZE_SAMPLES:
+        return 0.0
+    a, b = np.asarray(these), np.asarray(known)
+    enough = (np.isfinite(a).sum(0) >= _SIZE_SAMPLES) & (np.isfinite(b).sum(0) >= _SIZE_SAMPLES)
+    if not enough.any():
+        return 0.0
+    a, b = a[:, enough], b[:, enough]
+    spread = np.sqrt((np.nanvar(a, 0) + np.nanvar(b, 0)) / 2).clip(min=_LOOK_NOISE)
+    z = np.abs(np.nanmedian(a, 0) - np.nanmedian(b, 0)) / spread
+    return min(float(np.sqrt(np.mean(z ** 2))), 4.0)
+
+
+class _Names:
+    """What each name holds so far: its tracklets in time order, and the body sizes and colours
+    measured on them (the first `_SIZE_MEMORY` of each)."""
+
+    def __init__(self, n: int) -> None:
+        self.starts: list[list[int]] = [[] for _ in range(n)]
+        self.held: list[list[Tracklet]] = [[] for _ in range(n)]
+        self.sizes: list[list[float]] = [[] for _ in range(n)]
+        self.looks: list[list[np.ndarray]] = [[] for _ in range(n)]
+
+    def before(self, name: int, t: Tracklet) -> tuple[bool, Tracklet | None]:
+        """Whether ``name`` is free over ``t``'s frames, and its tracklet that ends last before them."""
+        i = bisect_right(self.starts[name], t.last)
+        prior = self.held[name][i - 1] if i else None
+        if prior is not None and prior.last >= t.start:
+            return False, None  # following its animal then
+        return True, prior
+
+    def give(self, name: int, t: Tracklet) -> None:
+        i = bisect_right(self.starts[name], t.start)
+        self.starts[name].insert(i, t.start)
+        self.held[name].insert(i, t)
+        if len(self.sizes[name]) < _SIZE_MEMORY:
+            self.sizes[name].extend(t.sizes[: _SIZE_MEMORY - len(self.sizes[name])])
+        if len(self.looks[name]) < _SIZE_MEMORY:
+            self.looks[name].extend(t.looks[: _SIZE_MEMORY - len(self.looks[name])])
+
+
+def _name_in_order(tracklets: list[Tracklet], names: _Names, out: np.ndarray, s: TrackerSettings) -> None:
+    """Name ``tracklets`` in order of first frame, those that begin together jointly (Hungarian)."""
+    n = len(names.held)
+    for _, begun in groupby(sorted(tracklets, key=lambda t: (t.start, t.ident)), key=lambda t: t.start):
+        group = list(begun)
+        cost = np.full((len(group), n), _BIG)
+        for r, t in enumerate(group):
+            for name in range(n):
+                free, before = names.before(name, t)
+                if not free:
+                    continue
+                c = _NEW_NAME if before is None else _continues(before, t, s)
+                if t.votes is not None and t.votes.sum():
+                    c -= s.identity_weight * t.votes[name] / t.votes.sum()
+                c += s.size_weight * _size_cost(t.sizes, names.sizes[name])
+                c += s.colour_weight * _look_cost(t.looks, names.looks[name])
+                cost[r, name] = c
+        for r, name in zip(*linear_sum_assignment(cost)):
+            if cost[r, name] < _BIG:
+                out[group[r].ident] = name
+                names.give(name, group[r])
+
+
 def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSettings = TrackerSettings()) -> np.ndarray:
     """The individual (0..n-1) of each tracklet, by number; -1 for one that no name is free for
     (more animals than individuals: a false detection, most likely) or shorter than
@@ -276,33 +359,17 @@ def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSetti
 
     In order of first frame; the tracklets that begin in one frame (animals that just parted)
     are named together, by the Hungarian algorithm over the names free then: a name's cost is how
-    badly the tracklet continues the name's last one, how unlike their body sizes are, less the
-    identity head's votes. A name nobody held yet costs `_NEW_NAME`, so names go in order of
-    first appearance."""
+    badly the tracklet continues the name's tracklet before it, how unlike their body sizes and
+    colours are, less the identity head's votes. A name nobody held yet costs `_NEW_NAME`, so
+    names go in order of first appearance. Two rounds: tracklets of `_SOLID` frames or more
+    first, then the brief ones (where animals tangle) into the gaps left: a brief fragment that
+    took a name first would keep that name from the animal that comes out of the tangle."""
     s = settings
-    last: list[Tracklet | None] = [None] * n_individuals
-    sizes: list[list[float]] = [[] for _ in range(n_individuals)]
+    names = _Names(n_individuals)
     out = np.full(len(tracklets), -1, np.int64)
-    for _, begun in groupby(sorted(tracklets, key=lambda t: (t.start, t.ident)), key=lambda t: t.start):
-        group = list(begun)
-        cost = np.full((len(group), n_individuals), _BIG)
-        for r, t in enumerate(group):
-            for name in range(n_individuals):
-                before = last[name]
-                if before is not None and before.last >= t.start:
-                    continue  # still following its animal
-                c = _NEW_NAME if before is None else _continues(before, t, s)
-                if t.votes is not None and t.votes.sum():
-                    c -= s.identity_weight * t.votes[name] / t.votes.sum()
-                c += s.size_weight * _size_cost(t.sizes, sizes[name])
-                cost[r, name] = c
-        for r, name in zip(*linear_sum_assignment(cost)):
-            if cost[r, name] < _BIG:
-                t = group[r]
-                out[t.ident] = name
-                last[name] = t
-                if len(sizes[name]) < _SIZE_MEMORY:
-                    sizes[name].extend(t.sizes[: _SIZE_MEMORY - len(sizes[name])])
+    solid = [t for t in tracklets if t.last - t.start + 1 >= _SOLID]
+    _name_in_order(solid, names, out, s)
+    _name_in_order([t for t in tracklets if t.last - t.start + 1 < _SOLID], names, out, s)
     for t in tracklets:
         if t.last - t.start + 1 < s.min_length:
             out[t.ident] = -1
@@ -311,14 +378,20 @@ def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSetti
 
 # -- both passes ---------------------------------------------------------------------------------------
 def track(read: Callable[[], Iterable[Poses]], individuals: list[str], settings: TrackerSettings = TrackerSettings(),
-          *, identity: bool = False) -> Iterator[Poses]:
+          *, identity: bool = False, looks: Iterable[np.ndarray] | None = None) -> Iterator[Poses]:
     """Track a video's per-frame animals: ``read()`` gives them as chunks of consecutive frames
     (it is called twice: tracklets, then the rows under their names); yields the same chunks
-    named by ``individuals``."""
+    named by ``individuals``. ``looks``, when given, holds each chunk's colour descriptors
+    (frames, A, D) in the same chunks."""
     linker = Linker(len(individuals), settings, identity=identity)
     rows: list[np.ndarray] = []  # (frames, A) tracklet number of each detection row, per chunk
+    colours = iter(looks) if looks is not None else None
     for chunk in read():
-        rows.append(np.stack([linker.add(int(f), chunk.coords[i]) for i, f in enumerate(chunk.frame_numbers())])
+        seen = next(colours, None) if colours is not None else None
+        if seen is not None and len(seen) != len(chunk):
+            raise ValueError(f"{len(seen)} frames of colour descriptors for a chunk of {len(chunk)} frames")
+        rows.append(np.stack([linker.add(int(f), chunk.coords[i], None if seen is None else seen[i])
+                              for i, f in enumerate(chunk.frame_numbers())])
                     if len(chunk) else np.zeros((0, chunk.coords.shape[1]), np.int32))
     names = stitch(linker.tracklets, len(individuals), settings)
     chunks = iter(rows)

@@ -33,8 +33,10 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from .appearance import describe
 from .decode import Decoder, DecodeStats, VideoError, VideoInfo, open_video
 from .files import sha256_file, write_json_atomic
+from .io.appearance import AppearanceWriter, read_appearance_blocks
 from .io.dlc import read_dlc, read_dlc_blocks
 from .io.writer import ResultsWriter, nan_rows, set_aside_unreadable
 from .lock import file_lock
@@ -235,8 +237,17 @@ def _analyze_locked(model: PoseModel, video: Path, h5: Path, scorer: str, opt: _
         end = stop if stop is not None else info.frame_count
         writer, prior = _open_writer(h5, state_path, state, layout, csv=opt.csv, expected=max(0, end - first),
                                      resume=opt.resume and not opt.overwrite, first=first)
+        # A multi-animal model's animals are tracked afterwards: keep what they look like too
+        looks = AppearanceWriter(h5, fp, resume_frames=prior.frames or None) if model.spec.multi else None
         with writer:  # an exception keeps the flushed .partial for the next run to resume
-            stats, seconds = _run(model, cap, info, writer, opt, span)
+            try:
+                stats, seconds = _run(model, cap, info, writer, opt, span, looks)
+            except BaseException:
+                if looks is not None:
+                    looks.release()
+                raise
+            if looks is not None:
+                looks.close()
             # A later frame range may lie wholly past the end of a short file: NaN rows, as a
             # whole-video run gives them, not an error.
             if stats.frames_read + prior.decoded == 0 and first == 0:
@@ -336,7 +347,9 @@ def track_results(model: PoseModel, detections: Path, final: Path, *, settings: 
     unique_writer: ResultsWriter | None = None
     frames = int(meta.get("frames_written", 0))
     try:
-        for chunk in track(lambda: read_dlc_blocks(detections), individuals, settings, identity=identity):
+        looks = read_appearance_blocks(detections, meta.get("fingerprint") or {}, frames)
+        for chunk in track(lambda: read_dlc_blocks(detections), individuals, settings, identity=identity,
+                           looks=looks):
             if main_writer is None:
                 layout = chunk[:0]
                 main = replace(layout, unique=None, unique_keypoints=[],
@@ -361,7 +374,7 @@ def track_results(model: PoseModel, detections: Path, final: Path, *, settings: 
     seconds = time.perf_counter() - began
     meta["fingerprint"] = {**meta["fingerprint"], "tracking": settings.to_dict()}
     meta["tracking"] = {"settings": settings.to_dict(), "individuals": individuals, "identity_votes": identity,
-                        "detections": detections.name, "seconds": round(seconds, 3),
+                        "detections": detections.name, "colours": looks is not None, "seconds": round(seconds, 3),
                         "frames_per_second": round(frames / seconds, 1) if seconds > 0 and frames else None}
     meta["outputs"] = [final.name] + ([final.with_suffix(".csv").name] if csv else []) + (
         [unique_path(final).name] if unique_writer is not None else []) + ([final.with_suffix(".nwb").name] if nwb else [])
@@ -433,13 +446,15 @@ def _open_writer(h5: Path, state_path: Path, state: dict[str, Any], layout: Pose
 
 
 def _run(model: PoseModel, cap: cv2.VideoCapture, info: VideoInfo, writer: ResultsWriter,
-         opt: _Options, span: tuple[int, int | None] = (0, None)) -> tuple[DecodeStats, float]:
+         opt: _Options, span: tuple[int, int | None] = (0, None),
+         looks: AppearanceWriter | None = None) -> tuple[DecodeStats, float]:
     from tqdm import tqdm
 
     first, stop = span
     start = first + writer.frames_written
     decoder = Decoder(cap, info, model, opt.batch_size, start=start, stop=stop)
     pending: list[Poses] = []
+    pending_looks: list[np.ndarray] = []
     n_pending, last_flush = 0, time.monotonic()
     began = time.perf_counter()
     total = (stop if stop is not None else info.frame_count) - first
@@ -451,28 +466,38 @@ def _run(model: PoseModel, cap: cv2.VideoCapture, info: VideoInfo, writer: Resul
         for decoded in decoder.batches():
             batch = decoded.batch
             poses = model.postprocess(model.infer(batch), batch)
-            decoder.release(batch.tensor)
             poses.coords[~decoded.valid] = np.nan  # rows of frames that did not decode
+            if looks is not None:
+                pending_looks.append(describe(batch.tensor[:batch.count], batch.plan, poses.coords))
+            decoder.release(batch.tensor)
             pending.append(poses)
             n_pending += batch.count
             if n_pending >= FLUSH_FRAMES or time.monotonic() - last_flush > FLUSH_SECONDS:
                 # `pending` is emptied before the write: a Ctrl-C that lands after it must not make
                 # the handler below append the same rows a second time
                 chunk, pending, n_pending, last_flush = Poses.concat(pending), [], 0, time.monotonic()
-                writer.append(chunk)
+                _append(writer, chunk, looks, pending_looks)
+                pending_looks = []
             bar.update(batch.count)
         if pending:
             chunk, pending = Poses.concat(pending), []
-            writer.append(chunk)
+            _append(writer, chunk, looks, pending_looks)
     except KeyboardInterrupt:
         if pending:  # keep what is done for the resume (best effort: the writer may be the problem)
             with contextlib.suppress(Exception):
-                writer.append(Poses.concat(pending))
+                _append(writer, Poses.concat(pending), looks, pending_looks)
         raise
     finally:
         decoder.close()
         bar.close()
     return decoder.stats, time.perf_counter() - began
+
+
+def _append(writer: ResultsWriter, chunk: Poses, looks: AppearanceWriter | None, pending: list[np.ndarray]) -> None:
+    """The descriptors first: a kill between the two writes leaves them ahead, which a resume cuts."""
+    if looks is not None and pending:
+        looks.append(np.concatenate(pending))
+    writer.append(chunk)
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}

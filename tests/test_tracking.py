@@ -14,6 +14,7 @@ import pytest
 
 from posezoo.runtime.cli import main
 from posezoo.runtime.io import load_poses
+from posezoo.runtime.io.appearance import appearance_path, read_appearance_blocks
 from posezoo.runtime.video import detections_path, load_meta, unique_path
 
 
@@ -75,6 +76,16 @@ def test_analyze_tracks_into_readable_files(multi_model, video, tmp_path):
     meta = load_meta(final)
     assert meta["tracking"]["settings"]["ambiguity"] == 0.5 and meta["fingerprint"]["tracking"]["max_gap"] == 15
     assert meta["tracking"]["detections"] == detections_path(final).name
+    # What each animal looked like was kept beside the detections, for every frame, and used
+    looks = appearance_path(detections_path(final))
+    assert meta["tracking"]["colours"] is True and looks.exists()
+    blocks = read_appearance_blocks(detections_path(final), load_meta(detections_path(final))["fingerprint"], 160)
+    colours = np.concatenate(list(blocks))
+    assert colours.shape == (160, detections.coords.shape[1], len(detections.keypoints) * 3)  # keypoints x RGB
+    np.testing.assert_array_equal(np.isfinite(colours[..., ::3]), np.isfinite(detections.xy[..., 0]))
+    assert 20 < np.nanmedian(colours) < 235
+    assert read_appearance_blocks(detections_path(final), {"model_sha256": "another"}, 160) is None
+    assert read_appearance_blocks(detections_path(final), load_meta(detections_path(final))["fingerprint"], 150) is None
     assert final.with_suffix(".csv").exists() and unique_path(final).with_suffix(".csv").exists()
     movement = pytest.importorskip("movement.io.load_poses")
     ds = movement.from_dlc_file(final, fps=30)
@@ -95,6 +106,9 @@ def test_reruns_skip_or_track_again_and_posezoo_track_agrees(multi_model, video,
                  "--no-tracking"]) == 0
     raw = load_poses(tmp_path / "raw" / final.name)  # each frame's animals in the order found
     np.testing.assert_array_equal(raw.coords, load_poses(detections_path(final)).coords)
+    assert main(["track", str(multi_model), str(detections_path(final)), "--colour-weight", "-1"]) == 2
+    assert main(["track", str(multi_model), str(detections_path(final)), "--colour-weight", "0"]) == 0
+    assert load_meta(final)["tracking"]["settings"]["colour_weight"] == 0
 
 
 _TERM_AFTER_FIRST_FLUSH = r"""
@@ -121,6 +135,7 @@ def test_interrupted_and_chunked_analyses_equal_an_uninterrupted_one(multi_model
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
     resumed = _analyze(multi_model, video, tmp_path / "stopped")
     assert load_meta(detections_path(resumed))["resumed_from_frame"] > 0
+    assert load_meta(resumed)["tracking"]["colours"] is True  # the colours resumed with the detections
     pd.testing.assert_frame_equal(pd.read_hdf(resumed), pd.read_hdf(whole), check_exact=True)
     chunked = _analyze(multi_model, video, tmp_path / "chunked", "--chunk-frames", "48")
     pd.testing.assert_frame_equal(pd.read_hdf(chunked), pd.read_hdf(whole), check_exact=True)

@@ -60,7 +60,9 @@ def _cmd_track(args: argparse.Namespace) -> int:
     model = load_model(args.model, args)
     if model.spec.multi is None:
         raise CommandError(f"{model.path}: a single-animal model; tracking names several animals per frame")
-    settings = TrackerSettings(max_gap=args.max_gap, min_length=args.min_length)
+    if args.colour_weight < 0:
+        raise CommandError(f"--colour-weight must be >= 0, got {args.colour_weight}")
+    settings = TrackerSettings(max_gap=args.max_gap, min_length=args.min_length, colour_weight=args.colour_weight)
     for detections in args.detections:
         if not detections.name.endswith("_detections.h5"):
             raise CommandError(f"{detections}: expected a <video><scorer>_detections.h5 table written by analyze")
@@ -255,7 +257,8 @@ def add_commands(sub: Any) -> None:
         description="Name each frame's animals (a multi-animal analysis's <video><scorer>_detections.h5) by the "
                     "model's individuals, all video long: tracklets linked frame to frame by Kalman-predicted "
                     "keypoints and the Hungarian algorithm (cut where animals merge or part), then stitched to the "
-                    "individuals by motion, body size and identity-head votes (when the model has one). Writes "
+                    "individuals by motion, body size, colour (measured at the keypoints while analysing, kept in "
+                    "_detections.h5.appearance) and identity-head votes (when the model has one). Writes "
                     "<video><scorer>.h5 (and _unique.h5 for unique keypoints); `posezoo analyze` does this itself.")
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("detections", nargs="+", type=Path, help="_detections.h5 tables")
@@ -264,6 +267,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--min-length", type=positive, default=1,
                    help="leave out tracklets spanning fewer frames (default 1: none); 10 trades a few missing "
                         "animals where they tangle for fewer wrong names")
+    p.add_argument("--colour-weight", type=float, default=1.0,
+                   help="how much a difference in colour counts when naming tracklets (default 1; 0 ignores "
+                        "colour, e.g. where animals are marked differently on some days only)")
     p.add_argument("--csv", action="store_true", help="also write the .csv table")
     p.add_argument("--nwb", action="store_true", help='also write NWB (ndx-pose); needs pip install "posezoo[nwb]"')
     add_runtime_options(p)

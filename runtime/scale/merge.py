@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ..files import write_json_atomic
+from ..io.appearance import AppearanceWriter, appearance_path, read_appearance_blocks
 from ..io.dlc import DLC_KEY, read_dlc_blocks
 from ..io.writer import ResultsWriter
 from ..lock import file_lock
@@ -118,6 +119,7 @@ def merge_chunks(final: Path, chunks: list[Chunk], *, csv: bool = False, nwb: bo
             for chunk in chunks:
                 for block in read_dlc_blocks(chunk.path, _READ_ROWS):
                     writer.append(block)
+            _merge_appearance(final, chunks, metas, whole)  # before the table's rename, as `analyze` does
         if writer.frames_written != meta["frames_written"]:  # _check counted them: a chunk changed under us
             raise MergeError(f"{folder}: the chunks held {writer.frames_written} rows while merging, "
                              f"{meta['frames_written']} before; run the merge again")
@@ -126,6 +128,23 @@ def merge_chunks(final: Path, chunks: list[Chunk], *, csv: bool = False, nwb: bo
         write_json_atomic(meta_path(final), meta)
         remove_chunks(chunks, folder)
     return final
+
+
+def _merge_appearance(final: Path, chunks: list[Chunk], metas: list[dict[str, Any]], whole: dict[str, Any]) -> None:
+    """Join the chunks' colour descriptors (`io.appearance`) when every chunk has them."""
+    parts = [read_appearance_blocks(c.path, m.get("fingerprint") or {}, int(m["frames_written"]), _READ_ROWS)
+             for c, m in zip(chunks, metas)]
+    if any(part is None for part in parts):
+        return  # chunks made without them: tracking goes by motion and size
+    looks = AppearanceWriter(final, whole)
+    try:
+        for part in parts:
+            for block in part or ():
+                looks.append(block)
+    except BaseException:
+        looks.release()
+        raise
+    looks.close()
 
 
 def _chunk_meta(chunk: Chunk) -> dict[str, Any]:
@@ -205,7 +224,7 @@ def _write_nwb(final: Path, meta: dict[str, Any]) -> None:
 def remove_chunks(chunks: list[Chunk], folder: Path) -> None:
     """Delete merged (or redundant) chunk tables and their sidecars; the folder once empty."""
     for chunk in chunks:
-        for path in (chunk.path, meta_path(chunk.path)):
+        for path in (chunk.path, meta_path(chunk.path), appearance_path(chunk.path)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
     with contextlib.suppress(OSError):
