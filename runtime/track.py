@@ -41,8 +41,9 @@ _SIZE_STEP = 0.1  # a 10 % difference in body size costs as much as one body siz
 _EARLY = 10  # first sightings of a tracklet kept, to see where it goes
 _JUST_LOST = 3  # frames: a tracklet unseen this long and near an animal may be under it
 _LOOK_NOISE = 2.0  # colour levels: no animal's colour is steadier than this
-_NEW_NAME = 2.0
-_SOLID = 10  # frames: shorter tracklets are named after the others, into the gaps they leave  # the cost of a name nobody holds yet: a poor continuation costs about this
+_NEW_NAME = 2.0  # the cost of a name nobody holds yet: a poor continuation costs about this
+_UNLIKE = 1.0  # colour cost (`_look_cost`) from which two animals count as told apart
+_SOLID = 10  # frames: shorter tracklets are named after the others, into the gaps they leave
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class Linker:
             t.kalman.step()
         features = {a: _features(animals[a]) for a in found}  # (centroid, size) of each animal
         alone = self._alone(features, frame)
-        linked = self._link(frame, animals, features, alone)
+        linked = self._link(frame, animals, features, alone, colours=looks is not None)
         for a in found:
             t = linked.get(a) or self._start(frame, animals[a], a, features[a], alone=a in alone)
             ids[a] = t.ident
@@ -194,9 +195,11 @@ class Linker:
         return d / t.scale
 
     def _link(self, frame: int, animals: np.ndarray, features: dict[int, tuple[np.ndarray, float]],
-              alone: set[int]) -> dict[int, Tracklet]:
+              alone: set[int], *, colours: bool = False) -> dict[int, Tracklet]:
         """Link this frame's animals to the open tracklets; a link with a close rival is cut
-        instead (the tracklet ends; the animal begins a new one)."""
+        instead (the tracklet ends; the animal begins a new one). With ``colours`` (the frames
+        come with colour descriptors) two crossing animals that may differ in colour are cut
+        too, rather than paired by a guess."""
         found = list(features)
         if not self.open or not found:
             return {}
@@ -207,7 +210,12 @@ class Linker:
         linked_rows, linked_cols = {r for r, _ in links}, {c for _, c in links}
         out: dict[int, Tracklet] = {}
         cuts: list[tuple[Tracklet, int]] = []
-        for r, c in links:
+        # two animals so close that the pairing is a guess (either way round costs about the same),
+        # and whose colours differ: stitching can tell which is which after they part
+        crossed = {i for i, (r, c) in enumerate(links) for j, (q, b) in enumerate(links)
+                   if i != j and cost[r, b] + cost[q, c] < cost[r, c] + cost[q, b] + s.ambiguity
+                   and colours and s.colour_weight > 0 and _may_differ(self.open[r], self.open[q])}
+        for i, (r, c) in enumerate(links):
             near = min(cost[r, c] + s.ambiguity, 2 * s.gate)
             # two animals became one: a tracklet lost just now (detections flicker) was as near
             merge = any(q != r and q not in linked_rows and self.open[q].last >= frame - _JUST_LOST
@@ -216,7 +224,7 @@ class Linker:
             split = any(b != c and b not in linked_cols and cost[r, b] < near for b in range(len(found)))
             # a lost tracklet comes back beside another: it may be that one's animal that came out
             back = self.open[r].last < frame - 1 and any(q != r and cost[q, c] < near for q in range(len(self.open)))
-            if merge or split or back:
+            if merge or split or back or i in crossed:
                 cuts.append((self.open[r], found[c]))
             else:
                 a = found[c]
@@ -350,6 +358,13 @@ def _name_in_order(tracklets: list[Tracklet], names: _Names, out: np.ndarray, s:
             if cost[r, name] < _BIG:
                 out[group[r].ident] = name
                 names.give(name, group[r])
+
+
+def _may_differ(a: Tracklet, b: Tracklet) -> bool:
+    """Whether colours may tell two tracklets' animals apart: they differ, or are not known yet."""
+    if min(len(a.looks), len(b.looks)) < _SIZE_SAMPLES:
+        return True
+    return _look_cost(a.looks, b.looks) >= _UNLIKE
 
 
 def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSettings = TrackerSettings()) -> np.ndarray:
