@@ -24,9 +24,9 @@ Tracking is deterministic: the same detections give the same names.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from bisect import bisect_right
 from itertools import groupby
 
 import numpy as np
@@ -294,8 +294,8 @@ def _size_cost(these: list[float], known: list[float]) -> float:
 
 def _look_cost(these: list[np.ndarray], known: list[np.ndarray]) -> float:
     """How unlike two sets of colour descriptors are: per channel and keypoint, the difference of
-    medians over the animals' own spread (pooled; at least `_LOOK_NOISE` levels), averaged,
-    capped. Animals that look alike cost about nothing; only a difference larger than each
+    medians over the animals' own spread (pooled; at least `_LOOK_NOISE` levels), then the root
+    mean square over them (a few telling channels count more than many alike ones), capped. Animals that look alike cost about nothing; only a difference larger than each
     animal's variation from frame to frame (light, posture, compression) counts."""
     if len(these) < _SIZE_SAMPLES or len(known) < _SIZE_SAMPLES:
         return 0.0

@@ -163,11 +163,12 @@ def test_animals_side_by_side_are_cut_apart_and_named_by_colour():
     det = Poses(truth.coords + np.concatenate([rng.normal(0, 0.5, (frames, 2, 4, 2)), np.zeros((frames, 2, 4, 1))], -1),
                 KP, ["a", "b"])
     fur = np.array([[60.0, 52.0, 48.0], [75.0, 66.0, 60.0]])
-    looks = (np.repeat(fur[None, :, None], len(KP), axis=2) + rng.normal(0, 3, (frames, 2, len(KP), 3)))
-    scores = tracking_scores(truth, Poses.concat(list(track(lambda: [det], NAMES[:2], looks=[looks.reshape(frames, 2, -1)]))))
+    looks = (np.repeat(fur[None, :, None], len(KP), axis=2)
+             + rng.normal(0, 3, (frames, 2, len(KP), 3))).reshape(frames, 2, -1)
+    scores = tracking_scores(truth, Poses.concat(list(track(lambda: [det], NAMES[:2], looks=[looks]))))
     assert scores["idf1"] >= 0.97, scores
     blind = tracking_scores(truth, Poses.concat(list(track(lambda: [det], NAMES[:2], TrackerSettings(colour_weight=0),
-                                                           looks=[looks.reshape(frames, 2, -1)]))))
+                                                           looks=[looks]))))
     assert blind["idf1"] < 0.9, blind  # the case needs them
 
 
@@ -218,7 +219,7 @@ def test_memory_is_one_summary_per_tracklet_and_a_number_per_row():
     assert rows.dtype == np.int32 and rows.shape == (len(det), 4)
     assert len(linker.open) <= 4 + 1 and len(linker.tracklets) < len(det) / 10
     for t in linker.tracklets:  # no rows kept: a bounded summary each
-        assert len(t.early) <= 10 and len(t.sizes) <= 500
+        assert len(t.early) <= 10 and len(t.sizes) <= 500 and len(t.looks) <= 500
     names = stitch(linker.tracklets, 3)
     assert set(np.unique(names)) <= {-1, 0, 1, 2}
     rows_named = names[rows[rows >= 0]]
