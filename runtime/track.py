@@ -123,7 +123,7 @@ class Tracklet:
     scale: float
     early: list[tuple[int, np.ndarray]]  # (frame, centroid) of the first sightings
     sizes: list[float] = field(default_factory=list)  # body size in frames where it was alone
-    looks: list[np.ndarray] = field(default_factory=list)  # colour descriptors in those frames
+    looks: _Colours = field(default_factory=lambda: _Colours())  # colour descriptors in those frames
     votes: np.ndarray | None = None  # identity-head rows it was assembled in (counts)
 
     @property
@@ -172,8 +172,8 @@ class Linker:
         for a in found:
             t = linked.get(a) or self._start(frame, animals[a], a, features[a], alone=a in alone)
             ids[a] = t.ident
-            if looks is not None and a in alone and len(t.looks) < _SIZE_MEMORY:
-                t.looks.append(looks[a])
+            if looks is not None and a in alone:
+                t.looks.add([looks[a]])
         self.open = [t for t in self.open if frame - t.last < s.max_gap]
         return ids
 
@@ -292,20 +292,47 @@ def _size_cost(these: list[float], known: list[float]) -> float:
     return min(abs(float(np.median(a) - np.median(b))) / max(_SIZE_STEP, 3 * spread), 4.0)
 
 
-def _look_cost(these: list[np.ndarray], known: list[np.ndarray]) -> float:
-    """How unlike two sets of colour descriptors are: per channel and keypoint, the difference of
-    medians over the animals' own spread (pooled; at least `_LOOK_NOISE` levels), then the root
-    mean square over them (a few telling channels count more than many alike ones), capped. Animals that look alike cost about nothing; only a difference larger than each
-    animal's variation from frame to frame (light, posture, compression) counts."""
+@dataclass
+class _Colours:
+    """One animal's colour descriptors (the first `_SIZE_MEMORY`), with their per-channel count,
+    median and variance kept until more come: stitching and the linker compare them often."""
+
+    samples: list[np.ndarray] = field(default_factory=list)
+    _summary: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    _at: int = 0  # samples the summary was taken over
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def add(self, looks: list[np.ndarray]) -> None:
+        self.samples.extend(looks[: _SIZE_MEMORY - len(self.samples)])
+
+    def summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(finite samples, median, variance) per channel; NaN where a channel has none."""
+        if self._summary is None or self._at != len(self.samples):
+            a = np.asarray(self.samples)
+            count = np.isfinite(a).sum(0)
+            some = count > 0
+            median, var = np.full(a.shape[1], np.nan), np.full(a.shape[1], np.nan)
+            median[some], var[some] = np.nanmedian(a[:, some], 0), np.nanvar(a[:, some], 0)
+            self._summary, self._at = (count, median, var), len(self.samples)
+        return self._summary
+
+
+def _look_cost(these: _Colours, known: _Colours) -> float:
+    """How unlike two animals' colours are: per channel and keypoint, the difference of medians
+    over the animals' own spread (pooled; at least `_LOOK_NOISE` levels), then the root mean
+    square over them (a few telling channels count more than many alike ones), capped. Animals
+    that look alike cost about nothing; only a difference larger than each animal's variation
+    from frame to frame (light, posture, compression) counts."""
     if len(these) < _SIZE_SAMPLES or len(known) < _SIZE_SAMPLES:
         return 0.0
-    a, b = np.asarray(these), np.asarray(known)
-    enough = (np.isfinite(a).sum(0) >= _SIZE_SAMPLES) & (np.isfinite(b).sum(0) >= _SIZE_SAMPLES)
+    (na, ma, va), (nb, mb, vb) = these.summary(), known.summary()
+    enough = (na >= _SIZE_SAMPLES) & (nb >= _SIZE_SAMPLES)
     if not enough.any():
         return 0.0
-    a, b = a[:, enough], b[:, enough]
-    spread = np.sqrt((np.nanvar(a, 0) + np.nanvar(b, 0)) / 2).clip(min=_LOOK_NOISE)
-    z = np.abs(np.nanmedian(a, 0) - np.nanmedian(b, 0)) / spread
+    spread = np.sqrt((va[enough] + vb[enough]) / 2).clip(min=_LOOK_NOISE)
+    z = np.abs(ma[enough] - mb[enough]) / spread
     return min(float(np.sqrt(np.mean(z ** 2))), 4.0)
 
 
@@ -317,7 +344,7 @@ class _Names:
         self.starts: list[list[int]] = [[] for _ in range(n)]
         self.held: list[list[Tracklet]] = [[] for _ in range(n)]
         self.sizes: list[list[float]] = [[] for _ in range(n)]
-        self.looks: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self.looks = [_Colours() for _ in range(n)]
 
     def before(self, name: int, t: Tracklet) -> tuple[bool, Tracklet | None]:
         """Whether ``name`` is free over ``t``'s frames, and its tracklet that ends last before them."""
@@ -333,8 +360,7 @@ class _Names:
         self.held[name].insert(i, t)
         if len(self.sizes[name]) < _SIZE_MEMORY:
             self.sizes[name].extend(t.sizes[: _SIZE_MEMORY - len(self.sizes[name])])
-        if len(self.looks[name]) < _SIZE_MEMORY:
-            self.looks[name].extend(t.looks[: _SIZE_MEMORY - len(self.looks[name])])
+        self.looks[name].add(t.looks.samples)
 
 
 def _name_in_order(tracklets: list[Tracklet], names: _Names, out: np.ndarray, s: TrackerSettings) -> None:

@@ -52,7 +52,7 @@ class AppearanceWriter:
             self._store = pd.HDFStore(self.partial_path, mode="w")
 
     def _resume(self, frames: int) -> None:
-        if not self.partial_path.exists() and stored_state(self.path) == self._state:
+        if not self.partial_path.exists() and _rows(self.path, self._state) is not None:
             os.replace(self.path, self.partial_path)
         rows = _rows(self.partial_path, self._state)
         if rows is None or rows < frames:
@@ -95,17 +95,9 @@ class AppearanceWriter:
             self._store.close()
 
 
-def stored_state(path: str | os.PathLike[str]) -> str | None:
-    """The fingerprint (JSON) an appearance file was written for; None if unreadable or absent."""
-    try:
-        with pd.HDFStore(path, mode="r") as store:
-            storer = store.get_storer(KEY)
-            return str(storer.attrs.posezoo_state) if storer is not None else None
-    except Exception:  # absent, damaged or foreign: not ours to use
-        return None
-
-
 def _rows(path: Path, state: str) -> int | None:
+    """The rows of the appearance file at ``path`` if it was written for ``state`` (the
+    detections' fingerprint as JSON); None if not, or absent, damaged or foreign."""
     try:
         with pd.HDFStore(path, mode="r") as store:
             storer = store.get_storer(KEY)
