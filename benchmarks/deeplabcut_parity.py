@@ -39,8 +39,12 @@ DLC_VERSION = "3.0.2"
 TORCH_SPEC = ["torch==2.14.1", "torchvision==0.29.1"]
 PYTORCH_ARCHS = ["resnet_50", "resnet_101", "hrnet_w18", "hrnet_w32", "hrnet_w48"]
 TF_ARCHS = ["resnet_50", "resnet_101", "mobilenet_v2_1.0", "mobilenet_v2_0.35"]
+# multi-animal (bottom-up, part-affinity fields), on a synthetic 3-mouse project made by posezoo
+MULTI_ARCHS = ["resnet_50", "dlcrnet_stride16_ms5"]
+MULTI = "pytorch-multi"  # the engine label of those rows (DeepLabCut's PyTorch engine)
 SHUFFLES = {("pytorch", a): i for i, a in enumerate(PYTORCH_ARCHS, start=1)} | \
-           {("tensorflow", a): 10 + i for i, a in enumerate(TF_ARCHS, start=1)}
+           {("tensorflow", a): 10 + i for i, a in enumerate(TF_ARCHS, start=1)} | \
+           {(MULTI, a): 20 + i for i, a in enumerate(MULTI_ARCHS, start=1)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -54,7 +58,11 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("POSEZOO_DLC_CACHE", "/work/dlc-parity-cache")))
     ap.add_argument("--archs", default=",".join(PYTORCH_ARCHS), help="DeepLabCut 3 net types, or 'none'")
     ap.add_argument("--tf-archs", default=",".join(TF_ARCHS), help="DeepLabCut 2 net types, or 'none'")
+    ap.add_argument("--multi-archs", default=",".join(MULTI_ARCHS),
+                    help="DeepLabCut 3 multi-animal net types, or 'none'")
     ap.add_argument("--epochs", type=int, default=1, help="PyTorch engine training epochs")
+    ap.add_argument("--multi-epochs", type=int, default=6,
+                    help="multi-animal training epochs (enough for peaks and fields that are not noise)")
     ap.add_argument("--tf-iters", type=int, default=200, help="TensorFlow engine training iterations")
     ap.add_argument("--speed", action="store_true", help="also time analyze on the video (resnet_50)")
     ap.add_argument("--speed-frames", type=int, default=0, help="analyse the first N frames only (0: all)")
@@ -69,7 +77,13 @@ def main() -> None:
         raise SystemExit(f"{args.project}: no DeepLabCut project (config.yaml) there")
     args.cache.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"parity": [], "speed": None}
-    for engine, archs, venv in (("pytorch", args.archs, args.venv), ("tensorflow", args.tf_archs, args.tf_venv)):
+    args.multi_project = args.cache / "multi-source"
+    if any(a != "none" for a in args.multi_archs.split(",")) and not (args.multi_project / "config.yaml").exists():
+        from posezoo.training.synthetic_multi import make_multi_project
+
+        make_multi_project(args.multi_project, animals=3, n_frames=50, video_frames=30, image_size=(400, 300))
+    for engine, archs, venv in (("pytorch", args.archs, args.venv), ("tensorflow", args.tf_archs, args.tf_venv),
+                                (MULTI, args.multi_archs, args.venv)):
         names = [a for a in archs.split(",") if a and a != "none"]
         if not names:
             continue
@@ -135,6 +149,8 @@ def parity_row(args: argparse.Namespace, venv: Path, engine: str, arch: str) -> 
         dlc = run_worker(args, venv, "train", arch, engine)
     except RuntimeError as exc:
         return {"engine": engine, "arch": arch, "error": str(exc)}
+    if engine == MULTI:
+        return multi_row(dlc, args.cache / f"{engine}-{arch}.onnx", arch)
     ref = np.load(dlc["predictions"])
     onnx_path = args.cache / f"{engine}-{arch}.onnx"
     start = time.perf_counter()
@@ -162,6 +178,38 @@ def parity_row(args: argparse.Namespace, venv: Path, engine: str, arch: str) -> 
             "passed": bool(dist.max() <= 0.5 and np.abs(ours[..., 2] - theirs[..., 2]).max() <= 0.01)}
 
 
+def multi_row(dlc: dict[str, Any], onnx_path: Path, arch: str) -> dict[str, Any]:
+    """A multi-animal model: both sides' animals paired per frame (rows carry no identity), every
+    keypoint that DeepLabCut assembled must be assembled here too, and the reverse."""
+    import cv2
+    import numpy as np
+
+    from posezoo.export.core import check_parity
+    from posezoo.export.deeplabcut import from_deeplabcut
+    from posezoo.runtime import PoseModel
+    from posezoo.runtime.poses import Poses
+
+    start = time.perf_counter()
+    try:
+        exported = from_deeplabcut(dlc["snapshot"], onnx_path, overwrite=True, progress=lambda _m: None)
+    except (ValueError, RuntimeError) as exc:
+        return {"engine": MULTI, "arch": arch, "error": str(exc)}
+    seconds = time.perf_counter() - start
+    model = PoseModel.load(exported.path, device="cpu")
+    frames = [cv2.imread(p, cv2.IMREAD_COLOR)[:, :, ::-1].copy() for p in dlc["images"]]
+    ours = Poses.concat([model.predict(frames[i:i + 8], color="rgb") for i in range(0, len(frames), 8)])
+    theirs_xy = np.load(dlc["predictions"])["poses"].astype(np.float32)  # (N, animals, K, 3), -1 = none
+    theirs_xy[theirs_xy[..., 2] < 0] = np.nan
+    theirs = Poses(theirs_xy, ours.keypoints, ours.individuals)
+    parity = check_parity(theirs, ours, 0.5)
+    found = int(np.isfinite(theirs_xy[..., 0]).sum())
+    return {"engine": MULTI, "arch": arch, "frames": len(frames), "snapshot": dlc["snapshot"], "trained": dlc["trained"],
+            "max_px": parity["max_px_diff"], "mean_px": parity["mean_px_diff"], "max_score": parity["max_score_diff"],
+            "dlc_keypoints": found, "one_side_only": parity["keypoints_found_on_one_side_only"],
+            "import_s": round(seconds, 1), "onnx": str(onnx_path),
+            "passed": bool(parity["passed"] and parity["max_score_diff"] <= 0.01)}
+
+
 def print_row(row: dict[str, Any]) -> None:
     if "error" in row:
         print(f"  {row['engine']:<10} {row.get('arch', ''):<10} ERROR {row['error']}")
@@ -169,6 +217,9 @@ def print_row(row: dict[str, Any]) -> None:
     print(f"  {row['engine']:<10} {row['arch']:<10} {row['frames']} frames  max {row['max_px']:.2e} px  "
           f"mean {row['mean_px']:.2e} px  max score diff {row['max_score']:.2e}  "
           f"({row['trained']}; {'PASS' if row['passed'] else 'FAIL'})", flush=True)
+    if "one_side_only" in row:
+        print(f"  {'':<10} {'':<10} {row['dlc_keypoints']} keypoints assembled by DeepLabCut, "
+              f"{row['one_side_only']} found on one side only", flush=True)
     if "dlc_self_max_px" in row:
         print(f"  {'':<10} {'':<10} DeepLabCut vs itself (oneDNN on/off): max {row['dlc_self_max_px']:.2e} px  "
               f"mean {row['dlc_self_mean_px']:.2e} px  max score diff {row['dlc_self_max_score']:.2e}", flush=True)
@@ -241,7 +292,7 @@ def worker(args: argparse.Namespace) -> None:
 
     engine, arch = args.arch.split(":")
     _no_downloads()
-    config = _project_copy(args.project, args.cache, engine)
+    config = _project_copy(args.cache / "multi-source" if engine == MULTI else args.project, args.cache, engine)
     if args.worker == "train":
         result = _train_and_predict(config, engine, arch, args)
     elif args.worker == "repredict":  # the same snapshot again, here with TensorFlow's oneDNN kernels off
@@ -290,7 +341,8 @@ def _project_copy(source: Path, cache: Path, engine: str) -> Path:
         cfg = yaml.safe_load((source / "config.yaml").read_text())
         cfg["project_path"] = str(project)
         cfg["TrainingFraction"] = [0.8]  # the fixed split (93 of 116 frames); DeepLabCut reads it back
-        cfg["video_sets"] = {str(v): {"crop": "0, 640, 0, 480"} for v in sorted((project / "videos").glob("*.mp4"))}
+        cfg["video_sets"] = {str(v): {"crop": "0, 640, 0, 480"} for v in sorted((project / "videos").glob("*.mp4"))
+                             if not v.stem.endswith("_truth")}
         config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return config
 
@@ -313,23 +365,25 @@ def _train_and_predict(config: Path, engine: str, arch: str, args: argparse.Name
 
     shuffle = SHUFFLES[(engine, arch)]
     train, test, images = _split(config)
+    torch_engine = engine in ("pytorch", MULTI)
     deeplabcut.create_training_dataset(str(config), Shuffles=[shuffle], trainIndices=[train], testIndices=[test],
                                        net_type=arch, userfeedback=False,
-                                       engine=Engine.PYTORCH if engine == "pytorch" else Engine.TF)
-    models = "dlc-models-pytorch" if engine == "pytorch" else "dlc-models"
+                                       engine=Engine.PYTORCH if torch_engine else Engine.TF)
+    models = "dlc-models-pytorch" if torch_engine else "dlc-models"
     train_dir = next(config.parent.glob(f"{models}/iteration-0/*shuffle{shuffle}/train"))
-    if engine == "pytorch":
+    if torch_engine:
+        epochs = args.multi_epochs if engine == MULTI else args.epochs
         # HRNet's recipe freezes batch-norm statistics, meant for ImageNet weights; from random weights
         # they stay at mean 0, variance 1 and training diverges (loss 1e11, keypoints at 1e5 px after
         # one epoch), so here they train. Inference is the same network either way.
         updates = {"model.backbone.freeze_bn_stats": False} if arch.startswith("hrnet") else None
         deeplabcut.train_network(str(config), shuffle=shuffle, trainingsetindex=_trainset_index(config),
-                                 epochs=args.epochs, save_epochs=args.epochs, device="cpu", batch_size=8,
+                                 epochs=epochs, save_epochs=epochs, device="cpu", batch_size=8,
                                  pytorch_cfg_updates=updates)
         snaps = sorted(train_dir.glob("snapshot*.pt"))
         snapshot = [s for s in snaps if "best" in s.name] or snaps
-        poses = _predict_pytorch(train_dir, snapshot[-1], images)
-        trained, chosen = f"{args.epochs} epoch(s)", str(snapshot[-1])
+        poses = _predict_pytorch(train_dir, snapshot[-1], images, multi=engine == MULTI)
+        trained, chosen = f"{epochs} epoch(s)", str(snapshot[-1])
     else:
         _random_tf_init(train_dir, [images[i] for i in train])
         try:
@@ -358,15 +412,16 @@ def _trainset_index(config: Path) -> int:
     return [round(f, 2) for f in fractions].index(0.8)
 
 
-def _predict_pytorch(train_dir: Path, snapshot: Path, images: list[str]) -> Any:
-    """DeepLabCut's own inference runner (as analyze_images / evaluate use it), one image at a time."""
+def _predict_pytorch(train_dir: Path, snapshot: Path, images: list[str], multi: bool = False) -> Any:
+    """DeepLabCut's own inference runner (as analyze_images / evaluate use it), one image at a time;
+    several animals: its assembled individuals, (N, individuals, K, 3) with -1 where none."""
     import numpy as np
     from deeplabcut.pose_estimation_pytorch.apis.utils import get_inference_runners
 
     runner, _ = get_inference_runners(str(train_dir / "pytorch_config.yaml"), snapshot_path=str(snapshot),
-                                      max_individuals=1, batch_size=1, device="cpu")
+                                      max_individuals=None if multi else 1, batch_size=1, device="cpu")
     predictions = runner.inference(images)
-    return np.stack([p["bodyparts"][0] for p in predictions])
+    return np.stack([p["bodyparts"] if multi else p["bodyparts"][0] for p in predictions])
 
 
 def _random_tf_init(train_dir: Path, images: list[str]) -> None:

@@ -20,16 +20,20 @@ import onnx
 import torch
 
 from posezoo.runtime import geometry
+from posezoo.runtime.assemble import poses_from_candidates
 from posezoo.runtime.files import weights_sha256
 from posezoo.runtime.metrics import to_jsonable
 from posezoo.runtime.model import PoseModel
-from posezoo.runtime.spec import DecodeSpec, InputSpec, OutputSpec, PreprocessSpec, Spec
+from posezoo.runtime.poses import Poses
+from posezoo.runtime.spec import (AssemblySpec, DecodeSpec, InputSpec, MultiAnimalSpec, OutputSpec, PreprocessSpec,
+                                  Spec)
 from posezoo.runtime.version import version
 
-from ..core import ExportError, Exported, check_output, staging_dir, variant_path, write_model
+from ..core import ExportError, Exported, check_output, check_parity, staging_dir, variant_path, write_model
 from .dlc3 import Imported
 from .errors import DeepLabCutModelError
 from .graph import DeepLabCutGraph, export_onnx
+from .paf import PAF_POINTS, DeepLabCutPafGraph, PafDecode
 from .source import Located, find_project_config, locate, read_yaml
 
 PARITY_FRAMES = 16
@@ -44,9 +48,11 @@ def from_deeplabcut(source: str | Path, output: str | Path | None = None, *, sna
                     frames: Sequence[np.ndarray] | None = None, progress: Callable[[str], None] = print) -> Exported:
     """Import a DeepLabCut model (see `source.LAYOUTS`) into ``output`` (.onnx, written atomically).
 
-    ``heatmaps`` adds the maps as a second output (N, K, h, w). ``frames`` (RGB uint8) replace the
+    ``heatmaps`` adds the maps as a last output (N, K, h, w). ``frames`` (RGB uint8) replace the
     project's labeled frames for the parity gate and the int8 calibration; without either,
-    synthetic frames are used and the provenance says so.
+    synthetic frames are used and the provenance says so. A multi-animal model (part-affinity
+    fields) becomes a posezoo multi-animal graph: candidates and affinities, assembled by the
+    runtime; its gate compares the assembled animals.
     """
     located = locate(source, snapshot)
     progress(f"DeepLabCut {located.engine} model: {located.weights} ({located.snapshot})")
@@ -56,7 +62,8 @@ def from_deeplabcut(source: str | Path, output: str | Path | None = None, *, sna
     spec = _spec(imported, located, project, name)
     output = Path(output) if output else Path.cwd() / f"{spec.name}.onnx"
     check_output(output, [n for n, wanted in (("fp16", fp16), ("int8", int8)) if wanted], overwrite)
-    graph = DeepLabCutGraph(imported.net, imported.normalize, imported.decode, heatmaps).eval()
+    graph = (DeepLabCutPafGraph if imported.multi else DeepLabCutGraph)(
+        imported.net, imported.normalize, imported.decode, heatmaps).eval()  # type: ignore[arg-type]
     if heatmaps:
         spec.outputs["heatmaps"] = OutputSpec("heatmaps", ["batch", len(spec.keypoints), "heatmap_height", "heatmap_width"],
                                               "per-keypoint maps at the decode stride, as DeepLabCut scores them "
@@ -72,10 +79,8 @@ def from_deeplabcut(source: str | Path, output: str | Path | None = None, *, sna
 
         progress(f"parity gate: torch rebuild vs onnxruntime on {len(gate)} {frames_note}")
         runtime = PoseModel.load(staged, device="cpu")
-        fp32 = runtime.predict(gate, color="rgb").coords[:, 0]
-        parity = compare(predict_torch(graph, spec, gate), fp32) | {"tolerance_px": tolerance_px,
-                                                                     "score_tolerance": SCORE_TOLERANCE}
-        parity["passed"] = bool(parity["max_px_diff"] <= tolerance_px and parity["max_score_diff"] <= SCORE_TOLERANCE)
+        fp32 = runtime.predict(gate, color="rgb")
+        parity = compare(predict_torch(graph, spec, gate), fp32, tolerance_px)
         parity["frames"] = frames_note
         spec.provenance["parity"] = parity
         if not parity["passed"]:
@@ -150,6 +155,8 @@ def _spec(imported: Imported, located: Located, project: dict[str, Any], name: s
     score = "raw map clipped to [0, 1]" if imported.decode.clip and not imported.decode.sigmoid else \
         "sigmoid" if imported.decode.sigmoid else "raw map"
     engine = "DeepLabCut 3" if located.engine == "pytorch" else "DeepLabCut 2"
+    if isinstance(imported.decode, PafDecode):
+        return _multi_spec(imported, imported.decode, located, project, name, skeleton, score)
     return Spec(
         name=name or _default_name(located, project, imported.net_type),
         keypoints=list(keypoints),
@@ -159,6 +166,39 @@ def _spec(imported: Imported, located: Located, project: dict[str, Any], name: s
                           offset=stride / 2, locref_scale=imported.decode.locref_std),
         skeleton=skeleton,
         pcutoff=float(pcutoff) if isinstance(pcutoff, (int, float)) and 0 <= pcutoff <= 1 else 0.6,
+    ).validate(str(located.weights))
+
+
+def _multi_spec(imported: Imported, d: PafDecode, located: Located, project: dict[str, Any], name: str | None,
+                skeleton: list[list[str]], score: str) -> Spec:
+    """A part-affinity-field model's spec: posezoo's multi-animal contract with DeepLabCut's assembler settings."""
+    keypoints, k = imported.keypoints, d.candidates
+    graph = [[keypoints[s], keypoints[t]] for s, t in d.edges]
+    individuals = imported.individuals
+    outputs = {
+        "keypoints": OutputSpec("keypoints", ["batch", len(keypoints), 3],
+                                "x, y, score per keypoint in input-tensor pixels (the best candidate)"),
+        "candidates": OutputSpec("candidates", ["batch", len(keypoints), k, 3],
+                                 "x, y, score of the best peaks per keypoint, input-tensor pixels, by descending score"),
+        "affinities": OutputSpec("affinities", ["batch", len(graph), k, k],
+                                 "DeepLabCut's part-affinity score of each candidate pair of each multi.graph edge"),
+    }
+    method = (f"peaks+locref+paf (DeepLabCut 3 PartAffinityFieldPredictor; score: {score} smoothed by a Gaussian of "
+              f"sigma {d.sigma}, peaks: {d.nms_radius}x{d.nms_radius} max-pool >= 0.01; affinity: trapezoid line "
+              f"integral over {PAF_POINTS} cells, rounded to 3 decimals)")
+    pcutoff = project.get("pcutoff", 0.6)
+    return Spec(
+        name=name or _default_name(located, project, imported.net_type),
+        keypoints=list(keypoints),
+        input=InputSpec(color=imported.color, size_multiple=imported.size_multiple),
+        preprocess=PreprocessSpec(resize="none", scale=1.0, interpolation="linear", pad_value=0),
+        outputs=outputs,
+        decode=DecodeSpec(method=method, stride=int(d.stride), offset=d.offset, locref_scale=d.locref_std),
+        skeleton=skeleton,
+        pcutoff=float(pcutoff) if isinstance(pcutoff, (int, float)) and 0 <= pcutoff <= 1 else 0.6,
+        multi=MultiAnimalSpec(individuals=list(individuals), graph=graph, max_animals=min(k, len(individuals)),
+                              candidates=k, paf_samples=PAF_POINTS),
+        assembly=AssemblySpec(min_affinity=imported.min_affinity),
     ).validate(str(located.weights))
 
 
@@ -197,25 +237,43 @@ def _provenance(located: Located, imported: Imported, project_cfg: Path | None, 
     return to_jsonable(provenance)
 
 
-def compare(reference: np.ndarray, other: np.ndarray) -> dict[str, Any]:
-    """Largest and mean keypoint distance (px) and largest score difference, NaN counted as failure."""
-    dist = np.linalg.norm(reference[..., :2] - other[..., :2], axis=-1)
-    score = np.abs(reference[..., 2] - other[..., 2])
+def compare(reference: Poses, other: Poses, tolerance_px: float) -> dict[str, Any]:
+    """Largest and mean keypoint distance (px) and largest score difference, with the verdict
+    against ``tolerance_px`` and `SCORE_TOLERANCE`. One animal: NaN anywhere fails; several:
+    `posezoo.export.core.check_parity` (animals paired per frame, each keypoint found on both
+    sides or on neither)."""
+    if not reference.single_animal:
+        result = check_parity(reference, other, tolerance_px)
+        result["passed"] = bool(result["passed"] and not result["max_score_diff"] > SCORE_TOLERANCE)
+        return result | {"score_tolerance": SCORE_TOLERANCE}
+    ref, oth = reference.coords[:, 0], other.coords[:, 0]
+    dist = np.linalg.norm(ref[..., :2] - oth[..., :2], axis=-1)
+    score = np.abs(ref[..., 2] - oth[..., 2])
     bad = not (np.isfinite(dist).all() and np.isfinite(score).all())
-    return {"n_frames": int(reference.shape[0]), "max_px_diff": float("inf") if bad else float(dist.max()),
-            "mean_px_diff": float(np.nanmean(dist)), "max_score_diff": float("inf") if bad else float(score.max())}
+    result = {"n_frames": int(ref.shape[0]), "max_px_diff": float("inf") if bad else float(dist.max()),
+              "mean_px_diff": float(np.nanmean(dist)), "max_score_diff": float("inf") if bad else float(score.max()),
+              "tolerance_px": tolerance_px, "score_tolerance": SCORE_TOLERANCE}
+    result["passed"] = bool(result["max_px_diff"] <= tolerance_px and result["max_score_diff"] <= SCORE_TOLERANCE)
+    return result
 
 
-def predict_torch(graph: DeepLabCutGraph, spec: Spec, frames: Sequence[np.ndarray], batch: int = 4) -> np.ndarray:
-    """The torch rebuild on frames prepared exactly as the runtime prepares them (frame pixels out)."""
-    out = []
+def predict_torch(graph: DeepLabCutGraph, spec: Spec, frames: Sequence[np.ndarray]) -> Poses:
+    """The torch rebuild on frames prepared exactly as the runtime prepares them (frame pixels out;
+    a multi-animal graph's candidates assembled as the runtime assembles them)."""
+    parts = []
     with torch.no_grad():
         for frame in frames:
             tensor, plan = geometry.prepare(frame, spec.input, spec.preprocess, color="rgb")
             result = graph(torch.from_numpy(tensor)[None])
-            kp = (result[0] if isinstance(result, tuple) else result).numpy()[0]
-            out.append(plan.to_frame(kp))
-    return np.stack(out)
+            if spec.multi is not None:
+                candidates, affinities = (t.numpy() for t in result[1:3])
+                parts.append(poses_from_candidates(spec, plan.to_frame(candidates), affinities))
+                continue
+            kp = (result[0] if isinstance(result, tuple) else result).numpy()
+            poses = Poses.empty(1, spec.keypoints, dtype=np.float32)
+            poses.coords = plan.to_frame(kp)[:, None]
+            parts.append(poses)
+    return Poses.concat(parts)
 
 
 def _gate_frames(frames: Sequence[np.ndarray] | None, project_cfg: Path | None) -> tuple[list[np.ndarray], str]:
@@ -236,7 +294,7 @@ def _gate_frames(frames: Sequence[np.ndarray] | None, project_cfg: Path | None) 
     return noise, "synthetic frames (no project config.yaml found above the model)"
 
 
-def _variant(kind: str, fp32_path: Path, spec: Spec, frames: list[np.ndarray], fp32: np.ndarray, workdir: Path,
+def _variant(kind: str, fp32_path: Path, spec: Spec, frames: list[np.ndarray], fp32: Poses, workdir: Path,
              force: bool, progress: Callable[[str], None]) -> Path:
     from ..variants import make_variant
 
@@ -245,11 +303,12 @@ def _variant(kind: str, fp32_path: Path, spec: Spec, frames: list[np.ndarray], f
     vspec = Spec.from_dict(spec.to_dict())
     vspec.provenance["precision"] = kind
     staged = write_model(vmodel, vspec, workdir / f"{kind}.onnx")
-    pred = PoseModel.load(staged, device="cpu").predict(frames, color="rgb").coords[:, 0]
-    change = np.linalg.norm(pred[..., :2] - fp32[..., :2], axis=-1)
-    figures = {"mean_px_change": float(change.mean()), "max_px_change": float(change.max()),
-               "max_score_change": float(np.abs(pred[..., 2] - fp32[..., 2]).max()),
-               "bound_mean_px": VARIANT_BOUNDS_PX[kind], "frames": len(frames)}
+    change = compare(fp32, PoseModel.load(staged, device="cpu").predict(frames, color="rgb"), VARIANT_BOUNDS_PX[kind])
+    figures = {"mean_px_change": change["mean_px_diff"], "max_px_change": change["max_px_diff"],
+               "max_score_change": change["max_score_diff"], "bound_mean_px": VARIANT_BOUNDS_PX[kind],
+               "frames": len(frames)}
+    if "keypoints_found_on_one_side_only" in change:
+        figures["keypoints_found_on_one_side_only"] = change["keypoints_found_on_one_side_only"]
     vspec.provenance["variant_accuracy"] = figures
     if figures["mean_px_change"] > VARIANT_BOUNDS_PX[kind] and not force:
         raise ExportError(f"{kind} variant refused: keypoints move by {figures['mean_px_change']:.3f} px on average "

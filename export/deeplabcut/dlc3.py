@@ -1,13 +1,14 @@
-"""DeepLabCut 3 (PyTorch engine) single-animal models: pytorch_config.yaml + weights -> torch net.
+"""DeepLabCut 3 (PyTorch engine) bottom-up models: pytorch_config.yaml + weights -> torch net.
 
 The network is rebuilt from the config with DeepLabCut's module names (``backbone.model.*``,
-``heads.bodypart.heatmap_head.*``, ``heads.bodypart.locref_head.*``), so the snapshot's
+``heads.bodypart.heatmap_head.*``, ``heads.bodypart.locref_head.*``, and for multi-animal
+models ``heads.bodypart.paf_head.*`` and the refinement stages, see paf.py), so the snapshot's
 state_dict loads strictly; nothing from the deeplabcut package is imported.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,49 +17,17 @@ from torch import nn
 
 from .errors import DeepLabCutModelError
 from .graph import Decode, Normalize
-from .timm_nets import HRNETS, RESNETS, TimmHRNet, TimmResNet
+from .heads import DLCRNetHead, HeatmapHead
+from .paf import PafDecode
+from .timm_nets import HRNETS, RESNETS, DLCRNetBackbone, TimmHRNet, TimmResNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SUPPORTED = ("resnet_50 / resnet_101 and other timm ResNets " + ", ".join(sorted(RESNETS))
-             + "; HRNet " + ", ".join(sorted(HRNETS)) + "; single-animal bottom-up with a HeatmapHead")
+             + "; HRNet " + ", ".join(sorted(HRNETS)) + "; DLCRNet (dlcrnet_stride16_ms5); bottom-up: single-animal "
+             "with a HeatmapHead, multi-animal with a DLCRNetHead (part-affinity fields)")
 # data.inference keys that do not change pixels' geometry or values beyond what is handled here
 _INFERENCE_KEYS = {"normalize_images", "scale_to_unit_range", "auto_padding", "top_down_crop"}
-
-
-class DeconvModule(nn.Module):
-    """DeepLabCut's DeconvModule: transposed convs (ReLU between, none after) + optional 1x1-style conv."""
-
-    def __init__(self, channels: list[int], kernel_size: list[int], strides: list[int],
-                 final_conv: Mapping[str, Any] | None = None) -> None:
-        super().__init__()
-        if not len(channels) == len(kernel_size) + 1 == len(strides) + 1:
-            raise ValueError(f"head config has {len(channels)} channels for {len(kernel_size)} kernels "
-                             f"and {len(strides)} strides (needs one more channel)")
-        self.stride = math.prod(strides) if strides else 1
-        self.deconv_layers: nn.Module = nn.Identity()
-        if kernel_size:
-            layers: list[nn.Module] = []
-            for cin, cout, k, s in zip(channels[:-1], channels[1:], kernel_size, strides):
-                layers += [nn.ConvTranspose2d(cin, cout, k, stride=s), nn.ReLU()]
-            self.deconv_layers = nn.Sequential(*layers[:-1])
-        self.final_conv: nn.Module = nn.Identity()
-        if final_conv:
-            self.final_conv = nn.Conv2d(channels[-1], int(final_conv["out_channels"]), int(final_conv["kernel_size"]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.final_conv(self.deconv_layers(x))
-
-
-class HeatmapHead(nn.Module):
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.heatmap_head = DeconvModule(**cfg["heatmap_config"])
-        locref = cfg.get("locref_config")
-        self.locref_head = DeconvModule(**locref) if locref else None
-        if self.locref_head is not None and self.locref_head.stride != self.heatmap_head.stride:
-            raise ValueError("heatmap and locref heads have different strides")
-        self.stride = self.heatmap_head.stride
 
 
 class Backbone(nn.Module):
@@ -71,27 +40,35 @@ class Backbone(nn.Module):
             if cfg.get("interpolate_branches") or cfg.get("increased_channel_count"):
                 raise ValueError("HRNet with interpolate_branches or increased_channel_count (DEKR) is not supported")
             self.model = TimmHRNet(cfg.get("model_name", "hrnet_w32"))
+        elif kind == "DLCRNet":
+            self.model = DLCRNetBackbone(cfg.get("model_name", "resnet50"), int(cfg.get("output_stride", 32)))
         else:
             raise ValueError(f"backbone type {kind!r} is not supported")
         self.stride = self.model.stride
+        self.out_channels = int(self.model.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
 
 class DLC3Net(nn.Module):
-    """backbone -> bodypart head; returns (heatmaps, locref or None) as the raw head outputs."""
+    """backbone -> bodypart head; returns the raw head outputs: (heatmaps, locref or None), or for
+    a ``DLCRNetHead`` (heatmaps, locref, part-affinity fields)."""
 
     def __init__(self, model_cfg: Mapping[str, Any]) -> None:
         super().__init__()
         self.backbone = Backbone(model_cfg["backbone"])
-        self.heads = nn.ModuleDict({"bodypart": HeatmapHead(model_cfg["heads"]["bodypart"])})
+        cfg = model_cfg["heads"]["bodypart"]
+        head = DLCRNetHead(cfg, self.backbone.out_channels) if cfg.get("type") == "DLCRNetHead" else HeatmapHead(cfg)
+        self.heads = nn.ModuleDict({"bodypart": head})
         # DeepLabCut: stride = backbone stride / head upsampling
-        self.stride = self.backbone.stride / self.heads["bodypart"].stride
+        self.stride = self.backbone.stride / head.stride
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.backbone(x)
         head = self.heads["bodypart"]
+        if isinstance(head, DLCRNetHead):
+            return head(features)
         locref = head.locref_head(features) if head.locref_head is not None else None
         return head.heatmap_head(features), locref
 
@@ -103,15 +80,21 @@ class Imported:
     net: nn.Module
     keypoints: list[str]
     normalize: Normalize
-    decode: Decode
+    decode: Decode | PafDecode  # PafDecode: a multi-animal model
     color: str
     size_multiple: int
     net_type: str
     notes: list[str]
+    individuals: list[str] = field(default_factory=list)  # a multi-animal model's
+    min_affinity: float = 0.05  # its assembler's
+
+    @property
+    def multi(self) -> bool:
+        return isinstance(self.decode, PafDecode)
 
 
 def build(cfg: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], where: Path) -> Imported:
-    """Check that ``cfg`` describes a supported single-animal model and load ``state_dict`` into it."""
+    """Check that ``cfg`` describes a supported bottom-up model and load ``state_dict`` into it."""
     net_type = str(cfg.get("net_type", "?"))
     model_cfg = cfg.get("model")
     if not isinstance(model_cfg, Mapping) or "backbone" not in model_cfg or "heads" not in model_cfg:
@@ -121,29 +104,36 @@ def build(cfg: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], where:
     keypoints = list(meta.get("bodyparts") or [])
     individuals = list(meta.get("individuals") or ["single"])
     method = str(cfg.get("method", "bu")).lower()
+    heads = model_cfg["heads"]
+    body = heads.get("bodypart") or {}
+    head_type, predictor = body.get("type"), body.get("predictor") or {}
+    multi = head_type == "DLCRNetHead"
     problems = []
     if method != "bu":
         problems.append(f"method {method!r} (top-down models need DeepLabCut's object detector, which "
-                        "posezoo does not import; train a bottom-up single-animal model)")
-    if len(individuals) > 1:
-        problems.append(f"{len(individuals)} individuals (multi-animal models wait for posezoo's "
-                        "multi-animal support)")
+                        "posezoo does not import; train a bottom-up model)")
+    if len(individuals) > 1 and not multi:
+        problems.append(f"{len(individuals)} individuals with a {head_type} head (multi-animal models are "
+                        "imported with a DLCRNetHead: part-affinity fields)")
     if meta.get("unique_bodyparts"):
-        problems.append("unique bodyparts (a second head)")
-    heads = model_cfg["heads"]
+        problems.append("unique bodyparts (a second head, not imported yet)")
     if set(heads) != {"bodypart"}:
-        problems.append(f"heads {sorted(heads)} (only a single 'bodypart' head is supported)")
-    elif heads["bodypart"].get("type") != "HeatmapHead" or \
-            heads["bodypart"].get("predictor", {}).get("type") != "HeatmapPredictor":
-        problems.append(f"head type {heads['bodypart'].get('type')!r} with predictor "
-                        f"{heads['bodypart'].get('predictor', {}).get('type')!r}")
+        problems.append(f"heads {sorted(heads)} (only the 'bodypart' head is imported; identity and "
+                        "unique-bodypart heads are not yet)")
+    elif (head_type, predictor.get("type")) not in (("HeatmapHead", "HeatmapPredictor"),
+                                                    ("DLCRNetHead", "PartAffinityFieldPredictor")):
+        problems.append(f"head type {head_type!r} with predictor {predictor.get('type')!r}")
+    elif multi:
+        problems += _paf_problems(predictor, body, len(keypoints))
     if model_cfg.get("neck"):
         problems.append("a neck module")
     backbone = model_cfg["backbone"]
-    if backbone.get("type") == "ResNet" and backbone.get("model_name") not in RESNETS or \
-            backbone.get("type") == "HRNet" and backbone.get("model_name") not in HRNETS or \
-            backbone.get("type") not in ("ResNet", "HRNet"):
+    names = {"ResNet": RESNETS, "HRNet": HRNETS, "DLCRNet": RESNETS}.get(str(backbone.get("type")), {})
+    if backbone.get("model_name", "resnet50") not in names:
         problems.append(f"backbone {backbone.get('type')}/{backbone.get('model_name')}")
+    elif backbone.get("type") == "DLCRNet" and int(backbone.get("output_stride", 32)) != 16:
+        problems.append(f"DLCRNet at output stride {backbone.get('output_stride')} (its antialiased "
+                        "downscaling has no ONNX equivalent here; dlcrnet_stride16_ms5 is supported)")
     data = cfg.get("data") or {}
     inference = data.get("inference") or {}
     # DeepLabCut 3.0.2 writes every transform key, unused ones as null/false
@@ -164,7 +154,6 @@ def build(cfg: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], where:
         raise DeepLabCutModelError(f"{where}: cannot rebuild net_type {net_type}: {exc}. Supported: {SUPPORTED}") from None
     _load(net, state_dict, where, net_type)
 
-    predictor = heads["bodypart"]["predictor"]
     color = str(data.get("colormode", "RGB")).upper()
     if inference.get("normalize_images"):
         normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD, 1 / 255)
@@ -177,11 +166,42 @@ def build(cfg: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], where:
     if multiple > 1:
         notes.append(f"DeepLabCut pads frames to a multiple of {multiple} at a random position with reflected "
                      "borders; posezoo pads bottom/right with black (identical for frames already of that size)")
+    color = color if color in ("RGB", "BGR") else "RGB"
+    if multi:
+        graph = [tuple(int(i) for i in edge) for edge in predictor["graph"]]
+        kept = [int(i) for i in (predictor.get("edges_to_keep") or range(len(graph)))]
+        paf = PafDecode(stride=float(net.stride), locref_std=float(predictor.get("locref_stdev", 7.2801)),
+                        sigmoid=bool(predictor.get("apply_sigmoid", True)), clip=bool(predictor.get("clip_scores", False)),
+                        nms_radius=int(predictor.get("nms_radius", 5)), sigma=float(predictor.get("sigma", 1.0)),
+                        edges=tuple((graph[i][0], graph[i][1]) for i in kept), channels=tuple(kept),
+                        candidates=int(predictor.get("num_animals") or len(individuals)))
+        return Imported(net.eval(), keypoints, normalize, paf, color, multiple, net_type, notes,
+                        individuals=individuals, min_affinity=float(predictor.get("min_affinity", 0.05)))
     decode = Decode(stride=float(net.stride), locref_std=float(predictor.get("locref_std", 7.2801)),
                     sigmoid=bool(predictor.get("apply_sigmoid", True)), clip=bool(predictor.get("clip_scores", False)),
                     location_refinement=bool(predictor.get("location_refinement", True)))
-    return Imported(net.eval(), keypoints, normalize, decode, color if color in ("RGB", "BGR") else "RGB",
-                    multiple, net_type, notes)
+    return Imported(net.eval(), keypoints, normalize, decode, color, multiple, net_type, notes)
+
+
+def _paf_problems(predictor: Mapping[str, Any], head: Mapping[str, Any], n_keypoints: int) -> list[str]:
+    """What keeps a PartAffinityFieldPredictor's settings from being baked into the graph."""
+    problems = []
+    graph = predictor.get("graph")
+    if not isinstance(graph, list) or not graph or not all(
+            isinstance(e, (list, tuple)) and len(e) == 2 and all(0 <= int(i) < n_keypoints for i in e) for e in graph):
+        return [f"predictor graph {graph!r} (needs pairs of keypoint indices)"]
+    kept = predictor.get("edges_to_keep") or list(range(len(graph)))
+    if not all(0 <= int(i) < len(graph) for i in kept):
+        problems.append(f"edges_to_keep {kept} outside the graph's {len(graph)} edges")
+    fields = (head.get("paf_config") or {}).get("channels", [None])[-1]
+    if fields != 2 * len(graph):
+        problems.append(f"{fields} part-affinity channels for a graph of {len(graph)} edges (needs {2 * len(graph)})")
+    radius = int(predictor.get("nms_radius", 5))
+    if radius < 1 or radius % 2 == 0:
+        problems.append(f"nms_radius {radius} (an odd radius keeps DeepLabCut's max-pool the size of the map)")
+    if predictor.get("num_animals") is not None and int(predictor["num_animals"]) < 1:
+        problems.append(f"num_animals {predictor['num_animals']}")
+    return problems
 
 
 def _load(net: nn.Module, state_dict: Mapping[str, torch.Tensor], where: Path, net_type: str) -> None:

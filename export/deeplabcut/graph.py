@@ -49,6 +49,10 @@ class DeepLabCutGraph(nn.Module):
         self.register_buffer("mean", torch.tensor(normalize.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(normalize.std, dtype=torch.float32).view(1, 3, 1, 1))
 
+    @property
+    def output_names(self) -> list[str]:
+        return ["keypoints"] + (["heatmaps"] if self.heatmaps else [])
+
     def maps(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = frames.permute(0, 3, 1, 2).to(torch.float32)
         if self.scale != 1.0:
@@ -85,10 +89,9 @@ class DeepLabCutGraph(nn.Module):
 def export_onnx(graph: DeepLabCutGraph, input_name: str, path: Path, example_hw: tuple[int, int] = (160, 192)) -> None:
     """Trace ``graph`` into ``path`` with dynamic batch, height and width."""
     example = torch.zeros((1, *example_hw, 3), dtype=torch.uint8)
-    dynamic = {input_name: {0: "batch", 1: "height", 2: "width"}, "keypoints": {0: "batch"}}
-    outputs = ["keypoints"]
+    outputs = graph.output_names
+    dynamic = {input_name: {0: "batch", 1: "height", 2: "width"}, **{name: {0: "batch"} for name in outputs}}
     if graph.heatmaps:
-        outputs.append("heatmaps")
         dynamic["heatmaps"] = {0: "batch", 2: "heatmap_height", 3: "heatmap_width"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes on shape arithmetic: the parity gate covers them

@@ -1,4 +1,5 @@
-"""DeepLabCut 3's backbones (timm ResNet and HRNet) in plain torch, with timm's weight names.
+"""DeepLabCut 3's backbones (timm ResNet and HRNet, DeepLabCut's DLCRNet on a timm ResNet) in plain
+torch, with timm's and DeepLabCut's weight names.
 
 DeepLabCut 3 builds its backbones with timm, which is not usable beside the CPU build of torch,
 so the same modules are written here with identical parameter names and shapes: a DeepLabCut
@@ -214,3 +215,44 @@ class TimmHRNet(nn.Module):
             for module in getattr(self, f"stage{s}"):
                 xs = module(xs)
         return xs[0]
+
+
+def _conv_block(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=stride), nn.BatchNorm2d(cout, momentum=0.001), nn.ReLU())
+
+
+class DLCRNetBackbone(nn.Module):
+    """DeepLabCut's ``DLCRNet``: a timm ResNet whose stride-4 and stride-8 features (outputs of
+    ``layer1[2]`` and ``layer2[2]``) are brought to the output stride by unpadded strided
+    convolutions, resized to the last stage's size and concatenated before it (256 + 2048 channels).
+
+    DeepLabCut resizes with antialiased bilinear interpolation, which only differs from plain
+    bilinear when shrinking: at output stride 16 the banks are always smaller than the last stage.
+    """
+
+    def __init__(self, model_name: str, output_stride: int) -> None:
+        super().__init__()
+        if output_stride != 16:
+            raise ValueError(f"DLCRNet at output stride {output_stride} (its antialiased downscaling has no "
+                             "ONNX equivalent here); stride 16 (dlcrnet_stride16_ms5) is supported")
+        self.model = TimmResNet(model_name, output_stride)
+        self.stride = output_stride
+        self.conv_block1 = _conv_block(512, 512, 3, 2)
+        self.conv_block2 = _conv_block(512, 128, 1, 1)
+        self.conv_block3 = _conv_block(256, 256, 3, 2)
+        self.conv_block4 = _conv_block(256, 256, 3, 2)
+        self.conv_block5 = _conv_block(256, 128, 1, 1)
+        self.out_channels = self.model.out_channels + 256
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x = m.maxpool(F.relu(m.bn1(m.conv1(x))))
+        bank1 = m.layer1[:3](x)
+        bank2 = m.layer2[:3](m.layer1[3:](bank1))
+        out = m.layer4(m.layer3(m.layer2[3:](bank2)))
+        h, w = out.shape[-2:]
+        b1 = self.conv_block5(self.conv_block4(self.conv_block3(bank1)))
+        b2 = self.conv_block2(self.conv_block1(bank2))
+        b1 = F.interpolate(b1, size=(h, w), mode="bilinear", align_corners=False)
+        b2 = F.interpolate(b2, size=(h, w), mode="bilinear", align_corners=False)
+        return torch.cat((b1, b2, out), dim=1)
