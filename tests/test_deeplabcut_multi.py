@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from posezoo.export.deeplabcut import DeepLabCutModelError, from_deeplabcut  # noqa: E402
 from posezoo.export.deeplabcut.dlc3 import DLC3Net  # noqa: E402
-from posezoo.export.deeplabcut.graph import Normalize, export_onnx  # noqa: E402
+from posezoo.export.deeplabcut.graph import Decode, Normalize, export_onnx  # noqa: E402
 from posezoo.export.deeplabcut.paf import DeepLabCutPafGraph, PafDecode  # noqa: E402
 from posezoo.runtime import PoseModel  # noqa: E402
 from posezoo.runtime.assemble import poses_from_candidates  # noqa: E402
@@ -30,8 +30,10 @@ DLCRNET = {"type": "DLCRNet", "model_name": "resnet50", "output_stride": 16, "pr
 
 
 def paf_config(backbone: dict, channels: int, bodyparts: list[str] = PARTS, individuals: int = 2,
-               graph: list[list[int]] = GRAPH, keep: list[int] | None = None, **predictor) -> dict:
-    """A pytorch_config.yaml as DeepLabCut 3.0.2 writes it for a multi-animal bottom-up shuffle."""
+               graph: list[list[int]] = GRAPH, keep: list[int] | None = None, unique: list[str] = (),
+               **predictor) -> dict:
+    """A pytorch_config.yaml as DeepLabCut 3.0.2 writes it for a multi-animal bottom-up shuffle
+    (``unique``: unique bodyparts, with the head DeepLabCut adds for them)."""
     k, e = len(bodyparts), len(graph)
     head = {"type": "DLCRNetHead",
             "predictor": {"type": "PartAffinityFieldPredictor", "num_animals": individuals, "num_multibodyparts": k,
@@ -42,10 +44,19 @@ def paf_config(backbone: dict, channels: int, bodyparts: list[str] = PARTS, indi
             "locref_config": {"channels": [channels, 2 * k], "kernel_size": [3], "strides": [2]},
             "paf_config": {"channels": [channels, 2 * e], "kernel_size": [3], "strides": [2]},
             "num_stages": 5}
+    heads = {"bodypart": head}
+    if unique:
+        u = len(unique)
+        heads["unique_bodypart"] = {
+            "type": "HeatmapHead", "weight_init": "normal",
+            "predictor": {"type": "HeatmapPredictor", "apply_sigmoid": False, "clip_scores": True,
+                          "location_refinement": True, "locref_std": 7.2801},
+            "heatmap_config": {"channels": [channels, u], "kernel_size": [3], "strides": [2]},
+            "locref_config": {"channels": [channels, 2 * u], "kernel_size": [3], "strides": [2]}}
     return {"method": "bu", "net_type": "resnet_50" if backbone["type"] == "ResNet" else "dlcrnet_stride16_ms5",
-            "model": {"backbone": backbone, "backbone_output_channels": channels, "heads": {"bodypart": head}},
+            "model": {"backbone": backbone, "backbone_output_channels": channels, "heads": heads},
             "data": {"colormode": "RGB", "inference": dict(INFERENCE_3_0_2)},
-            "metadata": {"project_path": "/nowhere", "bodyparts": bodyparts, "unique_bodyparts": [],
+            "metadata": {"project_path": "/nowhere", "bodyparts": bodyparts, "unique_bodyparts": list(unique),
                          "individuals": [f"mouse{i + 1}" for i in range(individuals)], "with_identity": False}}
 
 
@@ -131,7 +142,7 @@ class Maps(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         zero = x[:, :1, :1, :1] * 0
-        return tuple(m + zero for m in (self.m0, self.m1, self.m2))
+        return tuple(m + zero for _, m in self.named_buffers())
 
 
 def drawn_animals(h: int = 40, w: int = 48):
@@ -160,9 +171,11 @@ def drawn_animals(h: int = 40, w: int = 48):
     return animals, logits, locref, paf.reshape(6, h, w)
 
 
-def paf_graph(maps: tuple[np.ndarray, ...], keep: list[int], candidates: int = 3) -> DeepLabCutPafGraph:
+def paf_graph(maps: tuple[np.ndarray, ...], keep: list[int], candidates: int = 3,
+              unique: Decode | None = None) -> DeepLabCutPafGraph:
     decode = PafDecode(stride=4.0, locref_std=7.2801, sigmoid=True, clip=False, nms_radius=5, sigma=1.0,
-                       edges=tuple(tuple(GRAPH[e]) for e in keep), channels=tuple(keep), candidates=candidates)
+                       edges=tuple(tuple(GRAPH[e]) for e in keep), channels=tuple(keep), candidates=candidates,
+                       unique=unique)
     return DeepLabCutPafGraph(Maps(*maps), Normalize((0.0, 0.0, 0.0)), decode).eval()
 
 
@@ -198,6 +211,21 @@ def test_peaks_and_affinities_equal_deeplabcuts_predictor(keep, tmp_path):
     assert np.allclose(onnx_aff[0][pairs], aff[pairs], atol=1e-6)
 
 
+def test_unique_bodyparts_are_their_heads_argmax():
+    animals, logits, locref, paf = drawn_animals()
+    u_heat = np.full((1, 20, 24), 0.1)
+    u_heat[0, 7, 19] = 0.8  # DeepLabCut's unique head: raw scores, clipped, at its own stride (8)
+    u_locref = np.zeros((2, 20, 24))
+    u_locref[:, 7, 19] = (0.5, -0.25)
+    graph = paf_graph((logits, locref, paf, u_heat, u_locref), [0, 1, 2], candidates=2,
+                      unique=Decode(stride=8.0, locref_std=7.2801, sigmoid=False, clip=True))
+    with torch.no_grad():
+        kp, cand, _ = (t.numpy()[0] for t in graph(torch.zeros(1, 160, 192, 3, dtype=torch.uint8)))
+    assert kp.shape == (3, 3) and cand.shape == (4, 2, 3)
+    assert np.allclose(cand[3, 0], (19 * 8 + 4 + 0.5 * 7.2801, 7 * 8 + 4 - 0.25 * 7.2801, 0.8), atol=1e-5)
+    assert (cand[3, 1] == 0).all()
+
+
 def test_drawn_animals_are_assembled_apart():
     from posezoo.runtime.spec import AssemblySpec, MultiAnimalSpec, OutputSpec, Spec
 
@@ -229,7 +257,7 @@ def imported(tmp_path_factory):
     (root / "labeled-data" / "v1").mkdir(parents=True)
     for i, frame in enumerate(frames(3, 96, 128, seed=5)):
         cv2.imwrite(str(root / "labeled-data" / "v1" / f"img{i:03d}.png"), frame)
-    cfg = paf_config(RESNET50, 2048, keep=[0, 2])
+    cfg = paf_config(RESNET50, 2048, keep=[0, 2], unique=["port"])
     state = random_state(cfg, seed=2)
     train = write_train_folder(root, cfg, {"snapshot-004.pt": {"model": state, "metadata": {"epoch": 4}}})
     return root, from_deeplabcut(train, root / "m.onnx", **QUIET)
@@ -242,11 +270,13 @@ def test_import_writes_a_multi_animal_graph(imported):
     assert spec.multi.graph == [["snout", "neck"], ["neck", "tailbase"]]  # edges_to_keep
     assert spec.decode.stride == 4 and spec.decode.offset == 2.0 and spec.pcutoff == 0.4
     assert spec.assembly.min_affinity == 0.05 and spec.skeleton == [["snout", "neck"]]
+    assert spec.multi.unique_keypoints == ["port"] and spec.outputs["candidates"].shape == ["batch", 4, 2, 3]
     parity = spec.provenance["parity"]
     assert parity["passed"] and parity["max_px_diff"] < 1e-2 and parity["keypoints_found_on_one_side_only"] == 0
     model = PoseModel.load(exported.path, device="cpu")
     poses = model.predict(frames(2, 96, 128, seed=9), color="rgb")
     assert poses.coords.shape == (2, 2, 3, 3) and poses.individuals == ["mouse1", "mouse2"]
+    assert poses.unique_keypoints == ["port"] and poses.unique.shape == (2, 1, 3)
 
 
 def test_posezoo_analyze_tracks_an_imported_model(imported, tmp_path):
@@ -260,16 +290,18 @@ def test_posezoo_analyze_tracks_an_imported_model(imported, tmp_path):
         writer.write(frame)
     writer.release()
     assert main(["analyze", str(exported.path), str(video), "--output-dir", str(tmp_path / "out"), "-q"]) == 0
-    table = pd.read_hdf(next((tmp_path / "out").glob("v*.h5")))
+    stem = tmp_path / "out" / f"vDLC_posezoo_{exported.spec.name}"
+    table = pd.read_hdf(f"{stem}.h5")  # tracked animals; the unique bodypart in a table of its own
     assert len(table) == 12 and list(table.columns.names) == ["scorer", "individuals", "bodyparts", "coords"]
     assert sorted(set(table.columns.get_level_values("individuals"))) == ["mouse1", "mouse2"]
+    assert set(pd.read_hdf(f"{stem}_unique.h5").columns.get_level_values("bodyparts")) == {"port"}
 
 
 @pytest.mark.parametrize("change,found", [
     ({"model_backbone": {"type": "DLCRNet", "model_name": "resnet50", "output_stride": 32}}, "DLCRNet at output stride 32"),
     ({"nms_radius": 4}, "nms_radius 4"),
     ({"fields": 4}, "4 part-affinity channels for a graph of 3 edges"),
-    ({"unique": ["port"]}, "unique bodyparts"),
+    ({"unique": ["port"]}, r"heads \['bodypart'\] .*unique_bodypart"),
     ({"identity": True}, r"heads \['bodypart', 'identity'\]"),
 ])
 def test_unsupported_multi_animal_models_are_named(tmp_path, change, found):

@@ -172,14 +172,15 @@ def _spec(imported: Imported, located: Located, project: dict[str, Any], name: s
 def _multi_spec(imported: Imported, d: PafDecode, located: Located, project: dict[str, Any], name: str | None,
                 skeleton: list[list[str]], score: str) -> Spec:
     """A part-affinity-field model's spec: posezoo's multi-animal contract with DeepLabCut's assembler settings."""
-    keypoints, k = imported.keypoints, d.candidates
+    keypoints, k, unique = imported.keypoints, d.candidates, imported.unique_keypoints
     graph = [[keypoints[s], keypoints[t]] for s, t in d.edges]
     individuals = imported.individuals
     outputs = {
         "keypoints": OutputSpec("keypoints", ["batch", len(keypoints), 3],
                                 "x, y, score per keypoint in input-tensor pixels (the best candidate)"),
-        "candidates": OutputSpec("candidates", ["batch", len(keypoints), k, 3],
-                                 "x, y, score of the best peaks per keypoint, input-tensor pixels, by descending score"),
+        "candidates": OutputSpec("candidates", ["batch", len(keypoints) + len(unique), k, 3],
+                                 "x, y, score of the best peaks per keypoint, input-tensor pixels, by descending score "
+                                 "(then each unique keypoint's best cell)"),
         "affinities": OutputSpec("affinities", ["batch", len(graph), k, k],
                                  "DeepLabCut's part-affinity score of each candidate pair of each multi.graph edge"),
     }
@@ -197,7 +198,7 @@ def _multi_spec(imported: Imported, d: PafDecode, located: Located, project: dic
         skeleton=skeleton,
         pcutoff=float(pcutoff) if isinstance(pcutoff, (int, float)) and 0 <= pcutoff <= 1 else 0.6,
         multi=MultiAnimalSpec(individuals=list(individuals), graph=graph, max_animals=min(k, len(individuals)),
-                              candidates=k, paf_samples=PAF_POINTS),
+                              candidates=k, unique_keypoints=list(unique), paf_samples=PAF_POINTS),
         assembly=AssemblySpec(min_affinity=imported.min_affinity),
     ).validate(str(located.weights))
 

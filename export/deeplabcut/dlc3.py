@@ -58,19 +58,28 @@ class DLC3Net(nn.Module):
     def __init__(self, model_cfg: Mapping[str, Any]) -> None:
         super().__init__()
         self.backbone = Backbone(model_cfg["backbone"])
-        cfg = model_cfg["heads"]["bodypart"]
+        heads = model_cfg["heads"]
+        cfg = heads["bodypart"]
         head = DLCRNetHead(cfg, self.backbone.out_channels) if cfg.get("type") == "DLCRNetHead" else HeatmapHead(cfg)
         self.heads = nn.ModuleDict({"bodypart": head})
-        # DeepLabCut: stride = backbone stride / head upsampling
+        # DeepLabCut: stride = backbone stride / head upsampling, per head
         self.stride = self.backbone.stride / head.stride
+        if "unique_bodypart" in heads:
+            self.heads["unique_bodypart"] = HeatmapHead(heads["unique_bodypart"])
+            self.unique_stride = self.backbone.stride / self.heads["unique_bodypart"].stride
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         features = self.backbone(x)
         head = self.heads["bodypart"]
         if isinstance(head, DLCRNetHead):
-            return head(features)
-        locref = head.locref_head(features) if head.locref_head is not None else None
-        return head.heatmap_head(features), locref
+            out: tuple[torch.Tensor | None, ...] = head(features)
+        else:
+            out = (head.heatmap_head(features), head.locref_head(features) if head.locref_head is not None else None)
+        if "unique_bodypart" in self.heads:
+            unique = self.heads["unique_bodypart"]
+            out += (unique.heatmap_head(features),
+                    unique.locref_head(features) if unique.locref_head is not None else None)
+        return out
 
 
 @dataclass
@@ -86,6 +95,7 @@ class Imported:
     net_type: str
     notes: list[str]
     individuals: list[str] = field(default_factory=list)  # a multi-animal model's
+    unique_keypoints: list[str] = field(default_factory=list)  # its unique bodyparts (a head of their own)
     min_affinity: float = 0.05  # its assembler's
 
     @property
@@ -115,11 +125,15 @@ def build(cfg: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], where:
     if len(individuals) > 1 and not multi:
         problems.append(f"{len(individuals)} individuals with a {head_type} head (multi-animal models are "
                         "imported with a DLCRNetHead: part-affinity fields)")
-    if meta.get("unique_bodyparts"):
-        problems.append("unique bodyparts (a second head, not imported yet)")
-    if set(heads) != {"bodypart"}:
-        problems.append(f"heads {sorted(heads)} (only the 'bodypart' head is imported; identity and "
-                        "unique-bodypart heads are not yet)")
+    unique = list(meta.get("unique_bodyparts") or [])
+    expected_heads = {"bodypart"} | ({"unique_bodypart"} if multi and unique else set())
+    if unique and not multi:
+        problems.append("unique bodyparts without a multi-animal (DLCRNetHead) model")
+    if set(heads) != expected_heads:
+        problems.append(f"heads {sorted(heads)} (imported: 'bodypart', and 'unique_bodypart' for the unique "
+                        "bodyparts of a multi-animal model; identity heads are not yet)")
+    elif "unique_bodypart" in heads:
+        problems += _unique_problems(heads["unique_bodypart"], len(unique))
     elif (head_type, predictor.get("type")) not in (("HeatmapHead", "HeatmapPredictor"),
                                                     ("DLCRNetHead", "PartAffinityFieldPredictor")):
         problems.append(f"head type {head_type!r} with predictor {predictor.get('type')!r}")
@@ -170,17 +184,36 @@ def build(cfg: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], where:
     if multi:
         graph = [tuple(int(i) for i in edge) for edge in predictor["graph"]]
         kept = [int(i) for i in (predictor.get("edges_to_keep") or range(len(graph)))]
+        unique_decode = _heatmap_decode(heads["unique_bodypart"]["predictor"], net.unique_stride) if unique else None
         paf = PafDecode(stride=float(net.stride), locref_std=float(predictor.get("locref_stdev", 7.2801)),
                         sigmoid=bool(predictor.get("apply_sigmoid", True)), clip=bool(predictor.get("clip_scores", False)),
                         nms_radius=int(predictor.get("nms_radius", 5)), sigma=float(predictor.get("sigma", 1.0)),
                         edges=tuple((graph[i][0], graph[i][1]) for i in kept), channels=tuple(kept),
-                        candidates=int(predictor.get("num_animals") or len(individuals)))
+                        candidates=int(predictor.get("num_animals") or len(individuals)), unique=unique_decode)
+        if unique:
+            notes.append("unique bodyparts below the assembly's min_score (0.1) are reported as absent; DeepLabCut "
+                         "reports its unique head's best cell whatever its score")
         return Imported(net.eval(), keypoints, normalize, paf, color, multiple, net_type, notes,
-                        individuals=individuals, min_affinity=float(predictor.get("min_affinity", 0.05)))
-    decode = Decode(stride=float(net.stride), locref_std=float(predictor.get("locref_std", 7.2801)),
-                    sigmoid=bool(predictor.get("apply_sigmoid", True)), clip=bool(predictor.get("clip_scores", False)),
-                    location_refinement=bool(predictor.get("location_refinement", True)))
-    return Imported(net.eval(), keypoints, normalize, decode, color, multiple, net_type, notes)
+                        individuals=individuals, unique_keypoints=unique,
+                        min_affinity=float(predictor.get("min_affinity", 0.05)))
+    return Imported(net.eval(), keypoints, normalize, _heatmap_decode(predictor, net.stride), color, multiple,
+                    net_type, notes)
+
+
+def _heatmap_decode(predictor: Mapping[str, Any], stride: float) -> Decode:
+    """A HeatmapPredictor's settings (DeepLabCut 3's defaults where the config leaves them out)."""
+    return Decode(stride=float(stride), locref_std=float(predictor.get("locref_std", 7.2801)),
+                  sigmoid=bool(predictor.get("apply_sigmoid", True)), clip=bool(predictor.get("clip_scores", False)),
+                  location_refinement=bool(predictor.get("location_refinement", True)))
+
+
+def _unique_problems(head: Mapping[str, Any], n_unique: int) -> list[str]:
+    if head.get("type") != "HeatmapHead" or (head.get("predictor") or {}).get("type") != "HeatmapPredictor":
+        return [f"unique-bodypart head {head.get('type')!r} with predictor {(head.get('predictor') or {}).get('type')!r}"]
+    channels = (head.get("heatmap_config") or {}).get("channels", [None])[-1]
+    if channels != n_unique:
+        return [f"a unique-bodypart head of {channels} maps for {n_unique} unique bodyparts"]
+    return []
 
 
 def _paf_problems(predictor: Mapping[str, Any], head: Mapping[str, Any], n_keypoints: int) -> list[str]:

@@ -61,29 +61,33 @@ class DeepLabCutGraph(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         heat, locref = self.maps(frames)
-        d = self.decode
-        n, k, h, w = heat.shape
-        # first maximum, as torch.argmax / numpy; found on the logits where a sigmoid follows, since
-        # the sigmoid is monotonic and float32 saturation would otherwise make ties of confident peaks
-        score, idx = heat.reshape(n, k, -1).max(dim=2)
-        if d.sigmoid:
-            score = torch.sigmoid(score)
-        width = torch.tensor(w, dtype=idx.dtype) if isinstance(w, int) else w
-        row = torch.div(idx, width, rounding_mode="floor")
-        col = idx - row * width
-        x = col.to(heat.dtype) * d.stride + 0.5 * d.stride
-        y = row.to(heat.dtype) * d.stride + 0.5 * d.stride
-        if d.location_refinement and locref is not None:
-            loc = locref.reshape(n, k, 2, -1)
-            vec = torch.gather(loc, 3, idx[:, :, None, None].expand(n, k, 2, 1))[..., 0]
-            x = x + vec[..., 0] * d.locref_std
-            y = y + vec[..., 1] * d.locref_std
-        if d.clip:
-            score = torch.clamp(score, 0.0, 1.0)
-        keypoints = torch.stack([x, y, score], dim=-1)
+        keypoints = argmax_decode(heat, locref, self.decode)
         if self.heatmaps:
-            return keypoints, torch.sigmoid(heat) if d.sigmoid else heat
+            return keypoints, torch.sigmoid(heat) if self.decode.sigmoid else heat
         return keypoints
+
+
+def argmax_decode(heat: torch.Tensor, locref: torch.Tensor | None, d: Decode) -> torch.Tensor:
+    """(N, K, h, w) maps (+ interleaved locref) -> (N, K, 3) x, y, score, as DeepLabCut decodes."""
+    n, k, h, w = heat.shape
+    # first maximum, as torch.argmax / numpy; found on the logits where a sigmoid follows, since
+    # the sigmoid is monotonic and float32 saturation would otherwise make ties of confident peaks
+    score, idx = heat.reshape(n, k, -1).max(dim=2)
+    if d.sigmoid:
+        score = torch.sigmoid(score)
+    width = torch.tensor(w, dtype=idx.dtype) if isinstance(w, int) else w
+    row = torch.div(idx, width, rounding_mode="floor")
+    col = idx - row * width
+    x = col.to(heat.dtype) * d.stride + 0.5 * d.stride
+    y = row.to(heat.dtype) * d.stride + 0.5 * d.stride
+    if d.location_refinement and locref is not None:
+        loc = locref.reshape(n, k, 2, -1)
+        vec = torch.gather(loc, 3, idx[:, :, None, None].expand(n, k, 2, 1))[..., 0]
+        x = x + vec[..., 0] * d.locref_std
+        y = y + vec[..., 1] * d.locref_std
+    if d.clip:
+        score = torch.clamp(score, 0.0, 1.0)
+    return torch.stack([x, y, score], dim=-1)
 
 
 def export_onnx(graph: DeepLabCutGraph, input_name: str, path: Path, example_hw: tuple[int, int] = (160, 192)) -> None:

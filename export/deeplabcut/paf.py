@@ -17,7 +17,9 @@ arithmetic, as DeepLabCut 3 does it:
   rounded to 3 decimals. Only ``edges_to_keep`` are used; field channels follow ``graph``.
 
 DeepLabCut keeps every peak; its assembler then uses each keypoint's ``num_animals`` best, so the
-graph keeps that many per keypoint.
+graph keeps that many per keypoint. Unique bodyparts come from a head of their own, decoded as a
+single-animal ``HeatmapPredictor`` (argmax + locref at that head's stride) into the first
+candidate of their rows.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graph import DeepLabCutGraph, Normalize
+from .graph import Decode, DeepLabCutGraph, Normalize, argmax_decode
 
 PEAK_THRESHOLD = 0.01  # DeepLabCut's find_local_peak_indices_maxpool_nms threshold
 PAF_POINTS = 10
@@ -49,6 +51,7 @@ class PafDecode:
     edges: tuple[tuple[int, int], ...]  # the kept edges (keypoint indices), in the spec's graph order
     channels: tuple[int, ...]  # each kept edge's field (index into the full graph)
     candidates: int  # peaks kept per keypoint (the assembler uses num_animals)
+    unique: Decode | None = None  # the unique-bodypart head's HeatmapPredictor (one argmax per map)
 
     @property
     def offset(self) -> float:
@@ -64,7 +67,7 @@ def gaussian_kernel(sigma: float, size: int) -> np.ndarray:
 
 
 class DeepLabCutPafGraph(DeepLabCutGraph):
-    """uint8 NHWC frames -> keypoints (N, K, 3), candidates (N, K, k, 3), affinities (N, E, k, k)."""
+    """uint8 NHWC frames -> keypoints (N, K, 3), candidates (N, K + unique, k, 3), affinities (N, E, k, k)."""
 
     def __init__(self, net: nn.Module, normalize: Normalize, decode: PafDecode, heatmaps: bool = False) -> None:
         super().__init__(net, normalize, decode, heatmaps)  # type: ignore[arg-type]
@@ -82,7 +85,7 @@ class DeepLabCutPafGraph(DeepLabCutGraph):
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         d = self.paf
-        raw, locref, paf = self.maps(frames)  # type: ignore[misc]
+        raw, locref, paf, *unique_maps = self.maps(frames)  # type: ignore[misc]
         heat = torch.sigmoid(raw) if d.sigmoid else raw
         n, c = heat.shape[0], heat.shape[1]
         h, w = (torch.tensor(v) if isinstance(v, int) else v for v in heat.shape[2:])
@@ -98,7 +101,12 @@ class DeepLabCutPafGraph(DeepLabCutGraph):
         if d.clip:
             score = torch.clamp(score, 0.0, 1.0)
         candidates = torch.stack([x, y, score], dim=-1)
-        out = [candidates[:, :, 0], candidates, self._affinities(paf, row, col, h, w)]
+        keypoints = candidates[:, :, 0]
+        if d.unique is not None:  # unique keypoints: the head's argmax as the first candidate, no others
+            best = argmax_decode(unique_maps[0], unique_maps[1], d.unique)[:, :, None]
+            rows = [best] + ([best[:, :, [0] * (d.candidates - 1)] * 0.0] if d.candidates > 1 else [])
+            candidates = torch.cat([candidates, torch.cat(rows, dim=2)], dim=1)
+        out = [keypoints, candidates, self._affinities(paf, row, col, h, w)]
         if self.heatmaps:
             out.append(heat)
         return tuple(out)
