@@ -201,25 +201,39 @@ def _best_links(affinities: np.ndarray, graph: Sequence[Edge], ident: np.ndarray
                 if len(rows) and len(cols):
                     sub[e, :len(rows), :len(cols)] = aff[e][rows][:, cols]
         perms = _PERMUTATIONS[size]
-        totals = sub[:, np.arange(size), perms].sum(-1)  # (E, permutations)
+        totals = sub[:, np.arange(size), perms].astype(np.float64).sum(-1)  # (E, permutations)
+        top = totals.max(axis=1, keepdims=True)
         best = perms[np.argmax(totals, axis=1)]  # (E, size): column of each row
         weight = np.take_along_axis(sub, best[:, :, None], 2)[..., 0]  # (E, size)
+        # where two pairings tie (DeepLabCut's affinities are rounded to 3 decimals), the pairing
+        # is the Hungarian solver's, as in DeepLabCut
+        tied = set(np.flatnonzero((totals == top).sum(axis=1) > 1).tolist())
         links = []
-        for e, i in zip(*np.nonzero(weight >= max(min_affinity, 1e-12))):
+        for e in range(E):
+            if e in tied:
+                links += _solved(aff[e], graph[e], kept, ident, min_affinity)
+                continue
             s, t = graph[e]
-            links.append((int(ident[s, kept[s][i]]), int(ident[t, kept[t][best[e, i]]]), float(weight[e, i])))
+            for i in np.flatnonzero(weight[e] >= max(min_affinity, 1e-12)):
+                links.append((int(ident[s, kept[s][i]]), int(ident[t, kept[t][best[e, i]]]), float(weight[e, i])))
         return links
     links = []
-    for e, (s, t) in enumerate(graph):
-        rows, cols = kept[s], kept[t]
-        if not len(rows) or not len(cols):
-            continue
-        sub = aff[e][rows][:, cols]
-        r, c = linear_sum_assignment(sub, maximize=True)
-        for i, j in zip(r, c):
-            if sub[i, j] >= min_affinity and sub[i, j] > 0:
-                links.append((int(ident[s, rows[i]]), int(ident[t, cols[j]]), float(sub[i, j])))
+    for e in range(E):
+        links += _solved(aff[e], graph[e], kept, ident, min_affinity)
     return links
+
+
+def _solved(aff: np.ndarray, edge: Edge, kept: list[np.ndarray], ident: np.ndarray,
+            min_affinity: float) -> list[tuple[int, int, float]]:
+    """One edge's links by the Hungarian solver over its kept candidates (score order)."""
+    s, t = edge
+    rows, cols = kept[s], kept[t]
+    if not len(rows) or not len(cols):
+        return []
+    sub = aff[rows][:, cols]
+    r, c = linear_sum_assignment(sub, maximize=True)
+    return [(int(ident[s, rows[i]]), int(ident[t, cols[j]]), float(sub[i, j])) for i, j in zip(r, c)
+            if sub[i, j] >= min_affinity and sub[i, j] > 0]
 
 
 _BRUTE_FORCE = 4

@@ -40,8 +40,6 @@ class Backbone(nn.Module):
             if cfg.get("interpolate_branches") or cfg.get("increased_channel_count"):
                 raise ValueError("HRNet with interpolate_branches or increased_channel_count (DEKR) is not supported")
             self.model = TimmHRNet(cfg.get("model_name", "hrnet_w32"))
-        elif kind == "DLCRNet":
-            self.model = DLCRNetBackbone(cfg.get("model_name", "resnet50"), int(cfg.get("output_stride", 32)))
         else:
             raise ValueError(f"backbone type {kind!r} is not supported")
         self.stride = self.model.stride
@@ -57,7 +55,10 @@ class DLC3Net(nn.Module):
 
     def __init__(self, model_cfg: Mapping[str, Any]) -> None:
         super().__init__()
-        self.backbone = Backbone(model_cfg["backbone"])
+        backbone = model_cfg["backbone"]
+        # DeepLabCut's DLCRNet holds its timm ResNet as `model` beside its own blocks
+        self.backbone: Backbone | DLCRNetBackbone = Backbone(backbone) if backbone.get("type") != "DLCRNet" else \
+            DLCRNetBackbone(backbone.get("model_name", "resnet50"), int(backbone.get("output_stride", 32)))
         heads = model_cfg["heads"]
         cfg = heads["bodypart"]
         head = DLCRNetHead(cfg, self.backbone.out_channels) if cfg.get("type") == "DLCRNetHead" else HeatmapHead(cfg)
