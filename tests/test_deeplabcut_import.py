@@ -493,7 +493,7 @@ def test_resnet50_matches_deeplabcut_itself(openfield_dir, tmp_path):
     result = tmp_path / "results.json"
     cache = Path(os.environ.get("POSEZOO_DLC_CACHE", tmp_path / "cache"))
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "deeplabcut_parity.py"), "--archs", "resnet_50",
-                    "--tf-archs", "none", "--project", str(openfield_dir), "--venv", str(DLC_VENV),
+                    "--tf-archs", "none", "--multi-archs", "none", "--project", str(openfield_dir), "--venv", str(DLC_VENV),
                     "--cache", str(cache), "--json", str(result)], check=True, timeout=3600)
     (row,) = json.loads(result.read_text())["parity"]
     assert "error" not in row, row
