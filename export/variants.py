@@ -71,7 +71,13 @@ def decode_nodes(model: onnx.ModelProto, heads: bool = False) -> list[str]:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    convs = {"Conv", "ConvTranspose"}
+    weights = {init.name: list(init.dims) for init in graph.initializer}
+
+    def is_conv(node: onnx.NodeProto) -> bool:
+        # a 1-in, 1-out channel convolution is a fixed filter of the decoding (DeepLabCut's
+        # Gaussian smoothing of the heatmaps), not a layer of the network
+        return node.op_type in ("Conv", "ConvTranspose") and \
+            weights.get(node.input[1], [0, 0])[:2] != [1, 1] if len(node.input) > 1 else False
 
     def downstream(start: onnx.NodeProto) -> list[onnx.NodeProto]:
         seen, stack, out = {start.name}, [start], []
@@ -86,9 +92,9 @@ def decode_nodes(model: onnx.ModelProto, heads: bool = False) -> list[str]:
 
     decode: set[str] = set()
     for node in graph.node:
-        if node.op_type in convs:
+        if is_conv(node):
             after = downstream(node)
-            if not any(n.op_type in convs for n in after):  # a head convolution
+            if not any(is_conv(n) for n in after):  # a head convolution
                 decode.update(n.name for n in after)
                 if heads:
                     decode.add(node.name)
