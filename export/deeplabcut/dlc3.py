@@ -2,7 +2,7 @@
 
 The network is rebuilt from the config with DeepLabCut's module names (``backbone.model.*``,
 ``heads.bodypart.heatmap_head.*``, ``heads.bodypart.locref_head.*``, and for multi-animal
-models ``heads.bodypart.paf_head.*`` and the refinement stages, see paf.py), so the snapshot's
+models ``heads.bodypart.paf_head.*`` and the refinement stages, see heads.py), so the snapshot's
 state_dict loads strictly; nothing from the deeplabcut package is imported.
 """
 from __future__ import annotations

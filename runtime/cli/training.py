@@ -169,8 +169,9 @@ def add_commands(sub: Any) -> None:
                     "--fp16/--int8 write variants beside the fp32 file (model.int8.onnx), each refused if its "
                     "test error grows beyond a stated bound (fp16 0.2 px, int8 0.5 px) unless --force.")
     p.add_argument("run", type=Path, help="a run directory made by `posezoo train`, or a trained DeepLabCut model: a "
-                   "DeepLabCut 3 shuffle or its train/ folder, a deeplabcut.export_model .pt file, or a DeepLabCut 2 "
-                   "train/ folder")
+                   "DeepLabCut 3 shuffle or its train/ folder (single-animal, or multi-animal with part-affinity "
+                   "fields: the animals are then assembled and tracked by `posezoo analyze`), a "
+                   "deeplabcut.export_model .pt file, or a DeepLabCut 2 train/ folder")
     p.add_argument("--output", "-o", type=Path, help="the .onnx file (default: RUN/exports/model.onnx; for a "
                    "DeepLabCut model ./<Task>-dlc-<net_type>.onnx)")
     p.add_argument("--heatmaps", action="store_true", help="also expose the heatmaps as a second output")
