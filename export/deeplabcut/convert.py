@@ -155,26 +155,26 @@ def _spec(imported: Imported, located: Located, project: dict[str, Any], name: s
     score = "raw map clipped to [0, 1]" if imported.decode.clip and not imported.decode.sigmoid else \
         "sigmoid" if imported.decode.sigmoid else "raw map"
     engine = "DeepLabCut 3" if located.engine == "pytorch" else "DeepLabCut 2"
+    common: dict[str, Any] = {
+        "name": name or _default_name(located, project, imported.net_type),
+        "keypoints": list(keypoints),
+        "input": InputSpec(color=imported.color, size_multiple=imported.size_multiple),
+        "preprocess": PreprocessSpec(resize="none", scale=1.0, interpolation="linear", pad_value=0),
+        "skeleton": skeleton,
+        "pcutoff": float(pcutoff) if isinstance(pcutoff, (int, float)) and 0 <= pcutoff <= 1 else 0.6,
+    }
     if isinstance(imported.decode, PafDecode):
-        return _multi_spec(imported, imported.decode, located, project, name, skeleton, score)
-    return Spec(
-        name=name or _default_name(located, project, imported.net_type),
-        keypoints=list(keypoints),
-        input=InputSpec(color=imported.color, size_multiple=imported.size_multiple),
-        preprocess=PreprocessSpec(resize="none", scale=1.0, interpolation="linear", pad_value=0),
-        decode=DecodeSpec(method=f"argmax+locref ({engine}; score: {score})", stride=int(stride),
-                          offset=stride / 2, locref_scale=imported.decode.locref_std),
-        skeleton=skeleton,
-        pcutoff=float(pcutoff) if isinstance(pcutoff, (int, float)) and 0 <= pcutoff <= 1 else 0.6,
-    ).validate(str(located.weights))
+        return Spec(**common, **_multi_sections(imported, imported.decode, score)).validate(str(located.weights))
+    return Spec(**common, decode=DecodeSpec(method=f"argmax+locref ({engine}; score: {score})", stride=int(stride),
+                                            offset=stride / 2, locref_scale=imported.decode.locref_std),
+                ).validate(str(located.weights))
 
 
-def _multi_spec(imported: Imported, d: PafDecode, located: Located, project: dict[str, Any], name: str | None,
-                skeleton: list[list[str]], score: str) -> Spec:
-    """A part-affinity-field model's spec: posezoo's multi-animal contract with DeepLabCut's assembler settings."""
+def _multi_sections(imported: Imported, d: PafDecode, score: str) -> dict[str, Any]:
+    """A part-affinity-field model's spec sections: posezoo's multi-animal contract with DeepLabCut's
+    assembler settings."""
     keypoints, k, unique = imported.keypoints, d.candidates, imported.unique_keypoints
     graph = [[keypoints[s], keypoints[t]] for s, t in d.edges]
-    individuals = imported.individuals
     outputs = {
         "keypoints": OutputSpec("keypoints", ["batch", len(keypoints), 3],
                                 "x, y, score per keypoint in input-tensor pixels (the best candidate)"),
@@ -187,20 +187,12 @@ def _multi_spec(imported: Imported, d: PafDecode, located: Located, project: dic
     method = (f"peaks+locref+paf (DeepLabCut 3 PartAffinityFieldPredictor; score: {score} smoothed by a Gaussian of "
               f"sigma {d.sigma}, peaks: {d.nms_radius}x{d.nms_radius} max-pool >= 0.01; affinity: trapezoid line "
               f"integral over {PAF_POINTS} cells, rounded to 3 decimals)")
-    pcutoff = project.get("pcutoff", 0.6)
-    return Spec(
-        name=name or _default_name(located, project, imported.net_type),
-        keypoints=list(keypoints),
-        input=InputSpec(color=imported.color, size_multiple=imported.size_multiple),
-        preprocess=PreprocessSpec(resize="none", scale=1.0, interpolation="linear", pad_value=0),
-        outputs=outputs,
-        decode=DecodeSpec(method=method, stride=int(d.stride), offset=d.offset, locref_scale=d.locref_std),
-        skeleton=skeleton,
-        pcutoff=float(pcutoff) if isinstance(pcutoff, (int, float)) and 0 <= pcutoff <= 1 else 0.6,
-        multi=MultiAnimalSpec(individuals=list(individuals), graph=graph, max_animals=min(k, len(individuals)),
-                              candidates=k, unique_keypoints=list(unique), paf_samples=PAF_POINTS),
-        assembly=AssemblySpec(min_affinity=imported.min_affinity),
-    ).validate(str(located.weights))
+    return {"outputs": outputs,
+            "decode": DecodeSpec(method=method, stride=int(d.stride), offset=d.offset, locref_scale=d.locref_std),
+            "multi": MultiAnimalSpec(individuals=list(imported.individuals), graph=graph,
+                                     max_animals=min(k, len(imported.individuals)), candidates=k,
+                                     unique_keypoints=list(unique), paf_samples=PAF_POINTS),
+            "assembly": AssemblySpec(min_affinity=imported.min_affinity)}
 
 
 def _default_name(located: Located, project: dict[str, Any], net_type: str) -> str:
