@@ -76,8 +76,7 @@ def decode_nodes(model: onnx.ModelProto, heads: bool = False) -> list[str]:
     def is_conv(node: onnx.NodeProto) -> bool:
         # a 1-in, 1-out channel convolution is a fixed filter of the decoding (DeepLabCut's
         # Gaussian smoothing of the heatmaps), not a layer of the network
-        return node.op_type in ("Conv", "ConvTranspose") and \
-            weights.get(node.input[1], [0, 0])[:2] != [1, 1] if len(node.input) > 1 else False
+        return node.op_type in ("Conv", "ConvTranspose") and weights.get(node.input[1], [0, 0])[:2] != [1, 1]
 
     def downstream(start: onnx.NodeProto) -> list[onnx.NodeProto]:
         seen, stack, out = {start.name}, [start], []

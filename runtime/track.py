@@ -214,7 +214,7 @@ class Linker:
         # and whose colours differ: stitching can tell which is which after they part
         crossed = {i for i, (r, c) in enumerate(links) for j, (q, b) in enumerate(links)
                    if i != j and cost[r, b] + cost[q, c] < cost[r, c] + cost[q, b] + s.ambiguity
-                   and colours and s.colour_weight > 0 and _may_differ(self.open[r], self.open[q])}
+                   and _may_differ(self.open[r], self.open[q])} if colours and s.colour_weight > 0 else set()
         for i, (r, c) in enumerate(links):
             near = min(cost[r, c] + s.ambiguity, 2 * s.gate)
             # two animals became one: a tracklet lost just now (detections flicker) was as near

@@ -240,14 +240,8 @@ def _analyze_locked(model: PoseModel, video: Path, h5: Path, scorer: str, opt: _
         # A multi-animal model's animals are tracked afterwards: keep what they look like too
         looks = AppearanceWriter(h5, fp, resume_frames=prior.frames or None) if model.spec.multi else None
         with writer:  # an exception keeps the flushed .partial for the next run to resume
-            try:
+            with looks if looks is not None else contextlib.nullcontext():
                 stats, seconds = _run(model, cap, info, writer, opt, span, looks)
-            except BaseException:
-                if looks is not None:
-                    looks.release()
-                raise
-            if looks is not None:
-                looks.close()
             # A later frame range may lie wholly past the end of a short file: NaN rows, as a
             # whole-video run gives them, not an error.
             if stats.frames_read + prior.decoded == 0 and first == 0:

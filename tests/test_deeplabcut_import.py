@@ -483,18 +483,24 @@ def test_dlc2_unsupported_and_multi_animal(tmp_path):
 DLC_VENV = Path(os.environ.get("POSEZOO_DLC_VENV", "/work/dlc-venv"))
 
 
-@pytest.mark.slow
-def test_resnet50_matches_deeplabcut_itself(openfield_dir, tmp_path):
-    """DeepLabCut 3.0.2 trains resnet_50 for one epoch on openfield and predicts every labeled
-    frame; the imported .onnx must agree within 0.5 px and 0.01 in score (benchmarks/deeplabcut_parity.py)."""
+def parity_rows(tmp_path: Path, *args: str) -> list[dict]:
+    """benchmarks/deeplabcut_parity.py with ``args`` in DeepLabCut's environment (skipped where it is
+    absent); its parity rows."""
     if not (DLC_VENV / "bin" / "python").exists():
         pytest.skip(f"DeepLabCut's environment is absent at {DLC_VENV} (set POSEZOO_DLC_VENV, or run "
                     "benchmarks/deeplabcut_parity.py once to create it)")
     result = tmp_path / "results.json"
     cache = Path(os.environ.get("POSEZOO_DLC_CACHE", tmp_path / "cache"))
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "deeplabcut_parity.py"), "--archs", "resnet_50",
-                    "--tf-archs", "none", "--multi-archs", "none", "--project", str(openfield_dir), "--venv", str(DLC_VENV),
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "deeplabcut_parity.py"), *args, "--venv", str(DLC_VENV),
                     "--cache", str(cache), "--json", str(result)], check=True, timeout=3600)
-    (row,) = json.loads(result.read_text())["parity"]
+    return json.loads(result.read_text())["parity"]
+
+
+@pytest.mark.slow
+def test_resnet50_matches_deeplabcut_itself(openfield_dir, tmp_path):
+    """DeepLabCut 3.0.2 trains resnet_50 for one epoch on openfield and predicts every labeled
+    frame; the imported .onnx must agree within 0.5 px and 0.01 in score (benchmarks/deeplabcut_parity.py)."""
+    (row,) = parity_rows(tmp_path, "--archs", "resnet_50", "--tf-archs", "none", "--multi-archs", "none",
+                         "--project", str(openfield_dir))
     assert "error" not in row, row
     assert row["frames"] == 116 and row["max_px"] <= 0.5 and row["max_score"] <= 0.01, row

@@ -6,12 +6,6 @@ assembly of drawn animals, and the imported file through `posezoo analyze`.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import yaml
@@ -27,10 +21,9 @@ from posezoo.runtime import PoseModel  # noqa: E402
 from posezoo.runtime.assemble import poses_from_candidates  # noqa: E402
 from posezoo.runtime.cli import main  # noqa: E402
 
-from test_deeplabcut_import import (DLC_VENV, INFERENCE_3_0_2, QUIET, RESNET50, frames, random_state,  # noqa: E402
-                                    write_train_folder)
+from test_deeplabcut_import import (INFERENCE_3_0_2, QUIET, RESNET50, frames, parity_rows,  # noqa: E402
+                                    random_state, write_train_folder)
 
-REPO = Path(__file__).resolve().parents[1]
 PARTS = ["snout", "neck", "tailbase"]
 GRAPH = [[0, 1], [0, 2], [1, 2]]
 DLCRNET = {"type": "DLCRNet", "model_name": "resnet50", "output_stride": 16, "pretrained": False}
@@ -334,15 +327,8 @@ def test_dlcrnet_matches_deeplabcut_itself(tmp_path):
     """DeepLabCut 3.0.2 trains dlcrnet_stride16_ms5 on a synthetic 3-mouse project and assembles the
     animals of every labeled frame; posezoo's import must assemble the same ones
     (benchmarks/deeplabcut_parity.py --multi-archs)."""
-    if not (DLC_VENV / "bin" / "python").exists():
-        pytest.skip(f"DeepLabCut's environment is absent at {DLC_VENV} (set POSEZOO_DLC_VENV, or run "
-                    "benchmarks/deeplabcut_parity.py once to create it)")
-    result = tmp_path / "results.json"
-    cache = Path(os.environ.get("POSEZOO_DLC_CACHE", tmp_path / "cache"))
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "deeplabcut_parity.py"), "--archs", "none",
-                    "--tf-archs", "none", "--multi-archs", "dlcrnet_stride16_ms5", "--venv", str(DLC_VENV),
-                    "--cache", str(cache), "--json", str(result)], check=True, timeout=3600)
-    plain, crowded = json.loads(result.read_text())["parity"]
+    plain, crowded = parity_rows(tmp_path, "--archs", "none", "--tf-archs", "none",
+                                 "--multi-archs", "dlcrnet_stride16_ms5")
     assert "error" not in plain and "error" not in crowded, (plain, crowded)
     assert plain["passed"] and plain["dlc_keypoints"] > 300 and plain["frames_identical"] == plain["frames"], plain
     # with raised logits, DeepLabCut's tie order (a set of peak numbers) can differ in a frame

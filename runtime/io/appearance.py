@@ -94,6 +94,16 @@ class AppearanceWriter:
         if self._store is not None and self._store.is_open:
             self._store.close()
 
+    def __enter__(self) -> AppearanceWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """`close` when the block ended normally, `release` (keep the partial) on an exception."""
+        if kind is None:
+            self.close()
+        else:
+            self.release()
+
 
 def _rows(path: Path, state: str) -> int | None:
     """The rows of the appearance file at ``path`` if it was written for ``state`` (the

@@ -136,15 +136,10 @@ def _merge_appearance(final: Path, chunks: list[Chunk], metas: list[dict[str, An
              for c, m in zip(chunks, metas)]
     if any(part is None for part in parts):
         return  # chunks made without them: tracking goes by motion and size
-    looks = AppearanceWriter(final, whole)
-    try:
+    with AppearanceWriter(final, whole) as looks:
         for part in parts:
             for block in part or ():
                 looks.append(block)
-    except BaseException:
-        looks.release()
-        raise
-    looks.close()
 
 
 def _chunk_meta(chunk: Chunk) -> dict[str, Any]:
