@@ -3,15 +3,19 @@
 Trains the default recipe from scratch (nothing but the project and a fixed split) on openfield
 (the real DeepLabCut project, fixed split, when ../shared/data/openfield is present) and on
 synthetic projects that vary image size (320-1600 px), animal size, labelled frames (16-120),
-keypoint count (4-27) and how many keypoints are labelled. A synthetic project's test set is 40
-frames apart from its training frames (16 training frames leave too few to test on otherwise).
-Prints the mean, median and worst keypoint's mean error per project (image pixels), the input
-scale and crop the recipe chose, the training time, and how many of the test frames' unlabelled
-(hidden) keypoints the model still reports above pcutoff ("hidden>p": lower is better).
+keypoint count (4-27), how many keypoints are labelled, and distant look-alikes of a keypoint.
+A synthetic project's test set is 40 frames apart from its training frames (16 training frames
+leave too few to test on otherwise). Prints the mean, median and worst keypoint's mean error per
+project (image pixels), the input scale and crop the recipe chose, the training time, and what the
+body-plan check does to the network's output (raw -> checked): the error above pcutoff, the share
+of labelled keypoints above pcutoff, of confident look-alikes (above pcutoff, farther from their
+label than a quarter of the animal: "far>p") and of unlabelled (hidden) keypoints still reported
+above pcutoff ("hidden>p"); lower is better for the last two.
 
     python benchmarks/accuracy_suite.py                      # every project, default budget (long)
     python benchmarks/accuracy_suite.py --only mouse-16 many-27 --steps 3000
     python benchmarks/accuracy_suite.py --set input.scale=0.5 --set input.train_size=[160,160]   # a variant
+    python benchmarks/accuracy_suite.py --evaluate runs/accuracy-suite/STAMP/*                  # finished runs
 """
 from __future__ import annotations
 
@@ -39,6 +43,10 @@ SYNTHETIC: dict[str, tuple[int, dict[str, Any]]] = {
     # a large animal filling a mid-size image, half of the frames with part of it hidden (unlabelled there)
     "large-animal-44": (44, {"image_size": (832, 747), "bodyparts": _EIGHT, "animal_size": 1.4,
                              "occluded_prob": 0.5}),
+    # like a reaching project: 44 frames, 5 keypoints, and in 60 % of them a copy of one keypoint's
+    # surroundings far from the animal, the real one hidden (unlabelled) half of those times
+    "lookalike-44": (44, {"image_size": (832, 747), "bodyparts": ("snout", "leftear", "rightear", "tailbase", "tailend"),
+                          "lookalike_prob": 0.6}),
     # a small animal in a large image
     "small-animal-1600": (60, {"image_size": (1600, 1200), "animal_size": 0.3}),
     # 27 keypoints (side pairs, spine, tail) in a large image, 16 labelled frames
@@ -59,20 +67,75 @@ def _project(name: str, root: Path, seed: int) -> tuple[Path, list[int]]:
     return path, list(range(n_train, n_train + TEST_FRAMES))
 
 
-def _hidden_confident(run_dir: Path) -> float | None:
-    """The share of the test frames' unlabelled keypoints (hidden, or out of view) that the model
-    still reports above pcutoff: a confident point where there is none. None when all are labelled."""
+def _confidence(run_dir: Path) -> dict[str, dict[str, float | None]]:
+    """What the body-plan check (`posezoo.runtime.body`) changes on the test frames: for the raw
+    network output and for the checked one, the error over labelled keypoints above pcutoff
+    ("p_px"), the share of labelled keypoints above pcutoff farther from their label than a
+    quarter of the animal ("far>p": a confident look-alike), the share of unlabelled (hidden)
+    keypoints above pcutoff ("hidden>p", None when all are labelled), and the share of labelled
+    keypoints above pcutoff ("found")."""
+    import dataclasses
+
+    from posezoo.runtime.body import check_body
     from posezoo.training.loop import load_predictor
-    from posezoo.training.run import load_run
+    from posezoo.training.predict import predict_frames
+    from posezoo.training.run import build_spec, load_run
 
     run = load_run(run_dir)
     test = list(run.split.test)
-    hidden = np.isnan(run.project.labels[test].coords[..., 0])
-    if not hidden.any():
-        return None
-    predict, _ = load_predictor(run)
-    scores = predict(run.frames(test)).coords[..., 2]
-    return float((scores[hidden] >= run.project.pcutoff).mean())
+    spec = build_spec(run.cfg, run.project, stride=run.spec.decode.stride, name=run.spec.name, train=run.split.train)
+    _, forward = load_predictor(run)
+    raw = predict_frames(forward, run.frames(test), dataclasses.replace(spec, body=None)).coords[:, 0]
+    labels = run.project.labels[test].coords[:, 0, :, :2]
+    hidden = np.isnan(labels[..., 0])
+    extent = np.nanmax(np.linalg.norm(labels[:, :, None] - labels[:, None], axis=-1), axis=(1, 2))
+    error = np.linalg.norm(raw[..., :2] - labels, axis=-1)
+    out = {}
+    for variant, coords in (("raw", raw), ("checked", check_body(raw, spec) if spec.body else raw)):
+        above = coords[..., 2] >= run.project.pcutoff
+        shown = above & ~hidden
+        out[variant] = {"p_px": float(error[shown].mean()) if shown.any() else None,
+                        "far": float((shown & (error > extent[:, None] / 4)).sum() / max((~hidden).sum(), 1)),
+                        "hidden": float((above & hidden).sum() / hidden.sum()) if hidden.any() else None,
+                        "found": float(shown.sum() / max((~hidden).sum(), 1))}
+    return out
+
+
+def _row(name: str, run_dir: Path, minutes: float | None) -> dict[str, Any]:
+    """One project's line of the table, from its run directory."""
+    import yaml
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    per_kp = np.array([np.nan if v is None else v for v in metrics["per_keypoint_rmse"]], float)
+    worst = int(np.nanargmax(per_kp))
+    return {"project": name, "keypoints": len(per_kp), "train_frames": _train_frames(run_dir),
+            "scale": cfg["input"]["scale"], "crop": cfg["input"]["train_size"][0], "batch": cfg["train"]["batch_size"],
+            "mean_px": metrics["rmse"], "median_kp_px": float(np.nanmedian(per_kp)),
+            "worst_kp": f"{metrics['keypoints'][worst]} {per_kp[worst]:.1f}", "minutes": minutes,
+            "body_check": _confidence(run_dir)}
+
+
+def _train_frames(run_dir: Path) -> int:
+    return len(json.loads((run_dir / "split.json").read_text())["train"])
+
+
+def _print_table(results: list[dict[str, Any]]) -> None:
+    def pct(v: float | None) -> str:
+        return "" if v is None else f"{100 * v:.1f}%"
+
+    print(f"\n{'project':<18} {'kp':>3} {'frames':>6} {'scale':>5} {'crop':>4} {'batch':>5} {'mean px':>8} "
+          f"{'median kp':>9} {'worst keypoint':>22} {'min':>5}   body check: raw -> checked "
+          "(px >pcutoff; found >pcutoff; far>p; hidden>p)")
+    for r in results:
+        raw, chk = r["body_check"]["raw"], r["body_check"]["checked"]
+        minutes = "" if r["minutes"] is None else f"{r['minutes']:.1f}"
+        checks = "; ".join(f"{fmt(raw[k])} -> {fmt(chk[k])}" for k, fmt in
+                           (("p_px", lambda v: "" if v is None else f"{v:.2f}"), ("found", pct), ("far", pct),
+                            ("hidden", pct)))
+        print(f"{r['project']:<18} {r['keypoints']:>3} {r['train_frames']:>6} {r['scale']:>5} {r['crop']:>4} "
+              f"{r['batch']:>5} {r['mean_px']:>8.2f} {r['median_kp_px']:>9.2f} {r['worst_kp']:>22} {minutes:>5}   "
+              + checks)
 
 
 def main() -> int:
@@ -82,7 +145,12 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic projects")
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "accuracy-suite")
+    parser.add_argument("--evaluate", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="train nothing: print the table for these finished runs of the suite")
     args = parser.parse_args()
+    if args.evaluate:
+        _print_table([_row(path.name, path, None) for path in args.evaluate])
+        return 0
 
     import yaml
 
@@ -112,26 +180,10 @@ def main() -> int:
         t0 = time.perf_counter()
         train(path, output=run_dir, progress=False, **{**overrides, "split.test_indices": test})
         minutes = (time.perf_counter() - t0) / 60
-        metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-        per_kp = np.array([np.nan if v is None else v for v in metrics["per_keypoint_rmse"]], float)
-        worst = int(np.nanargmax(per_kp))
-        row = {"project": name, "keypoints": len(per_kp), "train_frames": frames - len(test),
-               "scale": cfg["input"]["scale"], "crop": cfg["input"]["train_size"][0],
-               "batch": cfg["train"]["batch_size"],
-               "mean_px": metrics["rmse"], "median_kp_px": float(np.nanmedian(per_kp)),
-               "worst_kp": f"{metrics['keypoints'][worst]} {per_kp[worst]:.1f}", "pcutoff_px": metrics["rmse_pcutoff"],
-               "minutes": minutes}
-        row["hidden_confident"] = _hidden_confident(run_dir)
+        row = _row(name, run_dir, minutes)
         results.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n{'project':<18} {'kp':>3} {'frames':>6} {'scale':>5} {'crop':>4} {'batch':>5} {'mean px':>8} "
-          f"{'median kp':>9} {'worst keypoint':>22} {'>pcutoff':>8} {'hidden>p':>8} {'min':>5}")
-    for r in results:
-        hidden = "" if r["hidden_confident"] is None else f"{100 * r['hidden_confident']:.0f}%"
-        print(f"{r['project']:<18} {r['keypoints']:>3} {r['train_frames']:>6} {r['scale']:>5} {r['crop']:>4} "
-              f"{r['batch']:>5} {r['mean_px']:>8.2f} {r['median_kp_px']:>9.2f} {r['worst_kp']:>22} "
-              f"{(r['pcutoff_px'] or float('nan')):>8.2f} {hidden:>8} {r['minutes']:>5.1f}")
+    _print_table(results)
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import geometry
+from .body import check_body
 from .poses import Poses
 from .session import ModelLoadError, SessionSettings, active_device, open_session, providers_for
 from .spec import Spec, SpecError, spec_from_session
@@ -68,12 +69,15 @@ class PoseModel:
     """An onnxruntime session plus the spec that says how to feed it and read it."""
 
     def __init__(self, session: Any, spec: Spec, path: Path, device: str,
-                 settings: SessionSettings = SessionSettings()) -> None:
+                 settings: SessionSettings = SessionSettings(), body_check: bool = True) -> None:
         self.session = session
         self.spec = spec
         self.path = path
         self.device = device
         self.settings = settings
+        # The spec's body-plan check (`posezoo.runtime.body`), where it has one; off for video
+        # whose animals are much larger or smaller in pixels than in the labelled frames.
+        self.body_check = body_check and spec.body is not None
         self._input = spec.input.name
         self._output = spec.outputs["keypoints"].name
         # A multi-animal graph is read for its candidates and affinities (+ identity), which
@@ -89,17 +93,19 @@ class PoseModel:
     # -- loading ------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", threads: int | None = None, *, spin: bool = True,
-             optimization: str = "all", arena: bool = True, static: bool = True) -> PoseModel:
+             optimization: str = "all", arena: bool = True, static: bool = True,
+             body_check: bool = True) -> PoseModel:
         """Open a model. ``device``: auto, cpu, cuda, cuda:N or tensorrt; ``threads`` defaults
         to the physical cores; ``spin=False`` frees the cores between calls (beside acquisition);
-        ``optimization``, ``arena`` and ``static``: see :class:`SessionSettings`."""
+        ``optimization``, ``arena`` and ``static``: see :class:`SessionSettings`;
+        ``body_check=False`` skips the spec's body-plan check (`posezoo.runtime.body`)."""
         path = resolve_model_path(path)
         providers, kind = providers_for(device)
         settings = SessionSettings(threads, spin, optimization, arena, static)
         session = open_session(path, providers, settings.options())
         spec = spec_from_session(session, path)
         _check_graph(session, spec, path)
-        return cls(session, spec, path, active_device(session, device, kind), settings)
+        return cls(session, spec, path, active_device(session, device, kind), settings, body_check)
 
     @property
     def keypoints(self) -> list[str]:
@@ -182,7 +188,8 @@ class PoseModel:
 
     def postprocess(self, raw: Any, batch: Batch) -> Poses:
         """Graph output in tensor pixels -> `Poses` in the frames' own pixels; a multi-animal
-        model's candidates are assembled into animals here (`posezoo.runtime.assemble`)."""
+        model's candidates are assembled into animals here (`posezoo.runtime.assemble`), a
+        single-animal one's keypoints pass the body-plan check (`posezoo.runtime.body`)."""
         if self._multi:
             from .assemble import poses_from_candidates
 
@@ -192,7 +199,8 @@ class PoseModel:
             return poses_from_candidates(spec, batch.plan.to_frame(raw[names[0]][:batch.count]),
                                          raw[names[1]][:batch.count], ident)
         poses = self.layout(0)
-        poses.coords = batch.plan.to_frame(raw[:batch.count])[:, None]
+        coords = batch.plan.to_frame(raw[:batch.count])[:, None]
+        poses.coords = check_body(coords, self.spec) if self.body_check else coords
         return poses
 
     # -- conveniences on top --------------------------------------------------------------------

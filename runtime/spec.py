@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from .files import json_text
 from .poses import DEFAULT_PCUTOFF, skeleton_indices
 
-SCHEMA_VERSION = "1.1"  # 1.1: optional multi-animal sections (multi, assembly)
+SCHEMA_VERSION = "1.2"  # 1.1: optional multi-animal sections (multi, assembly); 1.2: body
 METADATA_KEY = "posezoo.spec"
 GRAPH_HASH_KEY = "posezoo.graph_sha256"
 SPEC_HASH_KEY = "posezoo.spec_sha256"
@@ -146,6 +146,30 @@ class AssemblySpec:
 
 
 @dataclass
+class BodySpec:
+    """What the labelled frames say about one animal's build, in frame pixels, for the runtime's
+    body-plan check (`posezoo.runtime.body`): ``limit[i][j]`` the farthest keypoints i and j may
+    lie apart (None: not labelled together often enough to say); ``pairs`` the left/right pairs
+    and ``pair_limit`` the nearest their two sides may come."""
+
+    limit: list[list[float | None]]
+    pairs: list[list[str]] = field(default_factory=list)
+    pair_limit: list[float] = field(default_factory=list)
+
+    def validate(self, where: str, keypoints: list[str]) -> None:
+        k = len(keypoints)
+        ok = len(self.limit) == k and all(isinstance(row, list) and len(row) == k for row in self.limit)
+        _check(ok, where, "body.limit", f"must be a {k}x{k} matrix (one row and column per keypoint)")
+        ok = all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                 for row in self.limit for v in row)
+        _check(ok, where, "body.limit", "must hold positive distances or null")
+        for i, pair in enumerate(self.pairs):
+            ok = len(pair) == 2 and pair[0] != pair[1] and all(p in keypoints for p in pair)
+            _check(ok, where, f"body.pairs[{i}]", f"must be two different keypoint names, got {pair!r}")
+        _check(len(self.pair_limit) == len(self.pairs), where, "body.pair_limit", "must have one entry per pair")
+
+
+@dataclass
 class Spec:
     name: str
     keypoints: list[str]
@@ -159,6 +183,7 @@ class Spec:
     schema_version: str = SCHEMA_VERSION
     multi: MultiAnimalSpec | None = None  # several animals per frame (bottom-up); None = one animal
     assembly: AssemblySpec | None = None
+    body: BodySpec | None = None  # the body-plan check of a single-animal model; None = none
 
     def __post_init__(self) -> None:
         if not self.outputs:
@@ -187,6 +212,8 @@ class Spec:
                 _check(key in self.outputs, where, f"outputs.{key}", "is required for a multi-animal model")
             _check(self.assembly is not None, where, "assembly", "is required for a multi-animal model")
             self.assembly.validate(where)  # type: ignore[union-attr]
+        if self.body is not None:
+            self.body.validate(where, self.keypoints)
         return self
 
     @property
@@ -201,7 +228,7 @@ class Spec:
     # -- (de)serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for key in ("multi", "assembly"):  # single-animal specs read as they did before 1.1
+        for key in ("multi", "assembly", "body"):  # optional sections are left out when unused
             if out[key] is None:
                 del out[key]
         return out
@@ -234,6 +261,7 @@ class Spec:
             multi=_build(MultiAnimalSpec, data["multi"], where, "multi") if data.get("multi") is not None else None,
             assembly=(_build(AssemblySpec, data["assembly"], where, "assembly")
                       if data.get("assembly") is not None else None),
+            body=_build(BodySpec, data["body"], where, "body") if data.get("body") is not None else None,
         )
         for i, name in enumerate(spec.keypoints):
             _check(isinstance(name, str), where, f"keypoints[{i}]", f"must be a string, got {name!r}")
@@ -341,6 +369,7 @@ _EXPECTED: dict[str, type | tuple[type, ...]] = {
     "MultiAnimalSpec.candidates": int, "MultiAnimalSpec.unique_keypoints": list, "MultiAnimalSpec.paf_samples": int,
     "AssemblySpec.min_score": _NUM, "AssemblySpec.min_affinity": _NUM, "AssemblySpec.min_links": int,
     "AssemblySpec.max_overlap": _NUM,
+    "BodySpec.limit": list, "BodySpec.pairs": list, "BodySpec.pair_limit": list,
     "DecodeSpec.method": str, "DecodeSpec.stride": int, "DecodeSpec.offset": _NUM, "DecodeSpec.locref_scale": _NUM,
 }
 _NULLABLE = {"InputSpec.size": True, "PreprocessSpec.crop": True}

@@ -169,7 +169,8 @@ def fingerprint(model: PoseModel, video: str | os.PathLike[str], *, batch_size: 
     stat = Path(video).stat()
     out: dict[str, Any] = {"posezoo_version": version(), "model_sha256": _model_sha256(model),
                            "video_bytes": stat.st_size, "video_mtime_ns": stat.st_mtime_ns,
-                           "options": {"batch_size": batch_size, "optimization": model.settings.optimization}}
+                           "options": {"batch_size": batch_size, "optimization": model.settings.optimization,
+                                       "body_check": model.body_check}}
     if frames is not None and tuple(frames) != (0, None):
         out["frames"] = [frames[0], frames[1]]
     return out

@@ -117,7 +117,8 @@ def _shared_run(world: World, project: str | Path, cfg: TrainConfig, output: str
 def _write_spec(run: Run) -> None:
     from .run import build_spec, write_json
 
-    spec = build_spec(run.cfg, run.project, stride=run.cfg.targets.stride, name=f"{run.project.root.name}-{run.cfg.model.name}")
+    spec = build_spec(run.cfg, run.project, stride=run.cfg.targets.stride,
+                      name=f"{run.project.root.name}-{run.cfg.model.name}", train=run.split.train)
     write_json(run.path / "spec.json", spec.to_dict())
 
 

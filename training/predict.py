@@ -13,6 +13,7 @@ import numpy as np
 
 from posezoo.runtime import geometry
 from posezoo.runtime.assemble import graph_indices, poses_from_candidates
+from posezoo.runtime.body import check_body
 from posezoo.runtime.poses import Poses
 from posezoo.runtime.spec import Spec
 
@@ -53,6 +54,8 @@ def predict_frames(forward: Forward, frames: Sequence[np.ndarray], spec: Spec, *
     for chunk, plan, batch in _batches(frames, spec, color, batch_size):
         probs, locref = forward(batch)
         coords[chunk, 0] = plan.to_frame(decode(probs, locref, dec.stride, offset=dec.offset, locref_scale=dec.locref_scale))
+    if spec.body is not None:
+        coords = check_body(coords, spec)
     return Poses(coords, spec.keypoints, skeleton=spec.skeleton, scorer=spec.name, model=spec.name)
 
 

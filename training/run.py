@@ -19,6 +19,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from posezoo.runtime.spec import AssemblySpec, DecodeSpec, InputSpec, MultiAnima
 from posezoo.runtime.version import version
 
 from . import sizing
+from .body import body_spec
 from .config import TrainConfig
 from .data import BatchLoader, flip_pairs
 from .paf_graph import paf_graph
@@ -87,18 +89,24 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def build_spec(cfg: TrainConfig, project: Project, *, stride: int, name: str) -> Spec:
-    """The spec a model trained with ``cfg`` on ``project`` is evaluated and deployed with."""
+def build_spec(cfg: TrainConfig, project: Project, *, stride: int, name: str,
+               train: Sequence[int] = ()) -> Spec:
+    """The spec a model trained with ``cfg`` on ``project`` is evaluated and deployed with; a
+    single-animal model's body plan is measured on the labels of the ``train`` frames."""
     multiple = math.lcm(int(cfg.input.size_multiple), int(stride))
     scale = float(cfg.input.scale)
-    multi, assembly, outputs = None, None, {}
+    multi, assembly, outputs, body = None, None, {}, None
     skeleton = [list(edge) for edge in project.labels.skeleton]
     if project.multi_animal:
         multi, outputs = _multi_spec(cfg, project)
         assembly = AssemblySpec()
         skeleton = [edge for edge in skeleton if set(edge) <= set(project.keypoints)]
+    elif len(train):
+        pairs = flip_pairs(project.keypoints, cfg.augment.flip_pairs or None)
+        body = body_spec(project.labels.coords[list(train), 0, :, :2], project.keypoints, pairs,
+                         slack=2 * stride / scale)  # two heatmap cells in frame pixels
     return Spec(
-        multi=multi, assembly=assembly,
+        multi=multi, assembly=assembly, body=body,
         name=name,
         keypoints=list(project.keypoints),
         skeleton=skeleton,

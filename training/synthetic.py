@@ -385,6 +385,28 @@ def _occlude(frame: np.ndarray, points: np.ndarray, unit: float, rng: np.random.
     return ((points >= lo) & (points < hi)).all(1)
 
 
+def _lookalike(frame: np.ndarray, points: np.ndarray, unit: float, rng: np.random.Generator) -> np.ndarray:
+    """Copy the patch around a random keypoint to a spot well away from the animal (a distant
+    look-alike) and, half of the time, hide the real one under a grey block; which keypoints are hidden."""
+    h, w = frame.shape[:2]
+    k = int(rng.integers(len(points)))
+    half = max(2, int(0.3 * unit))
+    src = np.round(points[k]).astype(int).clip(half, [w - half - 1, h - half - 1])
+    patch = frame[src[1] - half:src[1] + half + 1, src[0] - half:src[0] + half + 1].copy()
+    reach = np.ptp(points, axis=0).max() + 2 * half
+    for _ in range(50):  # a spot that no keypoint is near; none in a crowded frame
+        at = rng.uniform([half, half], [w - half - 1, h - half - 1]).astype(int)
+        if np.linalg.norm(points - at, axis=1).min() > reach:
+            frame[at[1] - half:at[1] + half + 1, at[0] - half:at[0] + half + 1] = patch
+            break
+    hidden = np.zeros(len(points), bool)
+    if rng.random() < 0.5:
+        lo, hi = src - half, src + half + 1
+        frame[lo[1]:hi[1], lo[0]:hi[0]] = rng.integers(90, 170)
+        hidden = ((points >= lo) & (points < hi)).all(1)
+    return hidden
+
+
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     # Low zlib effort: several times faster than the default and the files stay small.
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
@@ -497,7 +519,7 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
                  bodyparts: tuple[str, ...] = ("snout", "leftear", "rightear", "tailbase"),
                  scorer: str = "synthetic", task: str = "synthetic", sizes_vary: bool = False,
                  unlabeled_prob: float = 0.0, animal_size: float = 1.0, occluded_prob: float = 0.0,
-                 overwrite: bool = False) -> Path:
+                 lookalike_prob: float = 0.0, overwrite: bool = False) -> Path:
     """Write a complete single-animal DeepLabCut project into `root`; returns `root`.
 
     Layout: config.yaml, labeled-data/mouse1/imgNNNN.png + CollectedData_<scorer>.h5/.csv,
@@ -507,6 +529,8 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
     `animal_size`: the animal's size relative to the default (about a quarter of the shorter side).
     `occluded_prob`: chance that a labeled frame has a flat grey block over part of the animal;
     the keypoints under it are not visible and left unlabeled, as a labeler would.
+    `lookalike_prob`: chance that a labeled frame holds a copy of the patch around one keypoint
+    far from the animal, with the real keypoint hidden (and unlabeled) half of those times.
     `sizes_vary`: labeled frames cycle through (width, height), 5/4 of both, and 9/8 of the
     width, as when a project mixes cameras (the animal keeps its size).
     config.yaml is written last, so a project without it is incomplete; with `overwrite`, older
@@ -519,6 +543,9 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
                 overwrite)
     if not 0.1 <= animal_size <= 1.5:
         raise ValueError(f"synthetic project {root}: animal_size must be in [0.1, 1.5], got {animal_size}")
+    for name, prob in (("occluded_prob", occluded_prob), ("lookalike_prob", lookalike_prob)):
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"synthetic project {root}: {name} must be in [0, 1], got {prob}")
     unit = _NOMINAL * min(width, height) * animal_size
     # Keypoints stay inside the image; at most ~70% of the shorter side is margin, so any
     # image_size accepted by _check_args leaves room to move.
@@ -545,6 +572,8 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
         points = np.array([kps[b] for b in bodyparts])
         if rng.random() < occluded_prob:
             labeled &= ~_occlude(frame, points, unit, rng)
+        if lookalike_prob and rng.random() < lookalike_prob:  # no draw at 0: older projects unchanged
+            labeled &= ~_lookalike(frame, points, unit, rng)
         _write_png(labeled_dir / name, frame)
         coords[i, 0, labeled] = points[labeled]
     for stale in set(labeled_dir.glob("img*.png")) - {root / i for i in images}:

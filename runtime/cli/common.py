@@ -60,6 +60,12 @@ def probability(text: str) -> float:
     return value
 
 
+BODY_CHECK_HELP = ("keep every keypoint's score as the network gives it: no body-plan check (a keypoint farther "
+                   "from the rest of the animal than the labelled frames allow, or both sides of a left/right "
+                   "pair on one spot, otherwise scores below pcutoff). Use it when the animals are much larger "
+                   "in pixels than in the labelled frames")
+
+
 def add_runtime_options(p: argparse.ArgumentParser, batch: int = 8) -> None:
     """Device, threads, batch size and the session settings of `PoseModel.load`."""
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -77,6 +83,7 @@ def add_runtime_options(p: argparse.ArgumentParser, batch: int = 8) -> None:
     p.add_argument("--no-static", action="store_true",
                    help="run every batch through the general dynamic-shape session instead of one fixed to the "
                         "frame size and batch size (measured 3-5%% slower end to end)")
+    p.add_argument("--no-body-check", action="store_true", help=BODY_CHECK_HELP)
 
 
 def load_model(ref: str, args: argparse.Namespace) -> Any:
@@ -84,4 +91,5 @@ def load_model(ref: str, args: argparse.Namespace) -> Any:
     from posezoo.runtime.model import PoseModel
 
     return PoseModel.load(ref, device=args.device, threads=args.threads, spin=not args.no_spin,
-                          optimization=args.optimization, arena=not args.no_arena, static=not args.no_static)
+                          optimization=args.optimization, arena=not args.no_arena, static=not args.no_static,
+                          body_check=not args.no_body_check)

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .common import DEVICE_HELP, MODEL_HELP, positive, probability
+from .common import BODY_CHECK_HELP, DEVICE_HELP, MODEL_HELP, positive, probability
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -39,7 +39,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
         processors = [load_processor(target, kwargs) for target, *kwargs in args.processor or []]
     for w in caught:
         print(f"warning: {w.message}")
-    model = PoseModel.load(args.model, device=args.device, threads=args.threads, spin=args.spin)
+    model = PoseModel.load(args.model, device=args.device, threads=args.threads, spin=args.spin,
+                           body_check=not args.no_body_check)
     if args.camera is not None:
         source: Any = CameraSource(args.camera, width=args.width, height=args.height, fps=args.fps)
     elif args.video is not None:
@@ -129,6 +130,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--spin", action="store_true",
                    help="inference threads spin between frames instead of sleeping: a little less latency, but "
                         "they keep a core busy that camera and acquisition software may need (default: sleep)")
+    p.add_argument("--no-body-check", action="store_true", help=BODY_CHECK_HELP)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     p.set_defaults(handler=_cmd_live)
 

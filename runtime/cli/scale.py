@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     job = Job(ref, None if args.output_dir is None else os.path.abspath(args.output_dir), batch_size=args.batch_size,
               csv=args.csv, nwb=args.nwb, overwrite=args.overwrite, resume=not args.no_resume, device=args.device,
               threads=args.threads, spin=not args.no_spin, optimization=args.optimization, arena=not args.no_arena,
-              static=not args.no_static, tracking=not args.no_tracking)
+              static=not args.no_static, body_check=not args.no_body_check, tracking=not args.no_tracking)
     plan = make_plan(videos, chunk_frames=args.chunk_frames, batch_size=args.batch_size)
     chunked = sum(not u.whole for u in plan)
     print(f"plan: {len(plan)} unit(s) from {len(videos)} video(s)"

@@ -47,6 +47,7 @@ class Job:
     optimization: str = "all"
     arena: bool = True
     static: bool = True
+    body_check: bool = True
     tracking: bool = True  # a multi-animal model's animals are tracked once a video is whole
 
     def with_(self, **changes: Any) -> Job:
@@ -54,11 +55,13 @@ class Job:
 
     def load_model(self) -> PoseModel:
         """The job's model, loaded once per process (a Ray worker or array task runs many units)."""
-        key = (self.model, self.device, self.threads, self.spin, self.optimization, self.arena, self.static)
+        key = (self.model, self.device, self.threads, self.spin, self.optimization, self.arena, self.static,
+               self.body_check)
         if key not in _MODELS:
             _MODELS.clear()  # one model per worker process is plenty
             _MODELS[key] = PoseModel.load(self.model, device=self.device, threads=self.threads, spin=self.spin,
-                                          optimization=self.optimization, arena=self.arena, static=self.static)
+                                          optimization=self.optimization, arena=self.arena, static=self.static,
+                                          body_check=self.body_check)
         return _MODELS[key]
 
     def tracks(self, model: PoseModel) -> bool:
