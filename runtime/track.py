@@ -24,10 +24,10 @@ Tracking is deterministic: the same detections give the same names.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from itertools import groupby
+from itertools import groupby, zip_longest
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -43,6 +43,12 @@ _JUST_LOST = 3  # frames: a tracklet unseen this long and near an animal may be 
 _LOOK_NOISE = 2.0  # colour levels: no animal's colour is steadier than this
 _NEW_NAME = 2.0  # the cost of a name nobody holds yet: a poor continuation costs about this
 _UNLIKE = 1.0  # colour cost (`_look_cost`) from which two animals count as told apart
+_COVER_REACH = 2.0  # gates: a tracklet lost this near a linked animal may be under it ...
+_COVER_GAPS = 4  # ... for this many max_gaps, while a new animal this many gates near cuts it:
+_COVER_SPLIT = 2.0
+_EXCHANGE_GAIN = 1.0  # a smaller gain is no reason to overturn the naming in time order
+_EXCHANGE_SPAN = 2  # an exchange spans at most this many changes of tracklet
+_EXCHANGE_ROUNDS = 100
 _SOLID = 10  # frames: shorter tracklets are named after the others, into the gaps they leave
 
 
@@ -125,6 +131,9 @@ class Tracklet:
     sizes: list[float] = field(default_factory=list)  # body size in frames where it was alone
     looks: _Colours = field(default_factory=lambda: _Colours())  # colour descriptors in those frames
     votes: np.ndarray | None = None  # identity-head rows it was assembled in (counts)
+    covers: int = -1  # until this frame its animal may be two seen as one (another was lost beside it)
+    met: tuple[int, np.ndarray, np.ndarray] | None = None  # (frame, centroid, velocity) when that began
+    parted: tuple[int, np.ndarray, np.ndarray] | None = None  # `met`, once it ended as two parting
 
     @property
     def velocity(self) -> np.ndarray:
@@ -220,11 +229,15 @@ class Linker:
             # two animals became one: a tracklet lost just now (detections flicker) was as near
             merge = any(q != r and q not in linked_rows and self.open[q].last >= frame - _JUST_LOST
                         and cost[q, c] < near for q in range(len(self.open)))
-            # one animal became two: a new animal is as near this tracklet
-            split = any(b != c and b not in linked_cols and cost[r, b] < near for b in range(len(found)))
+            # one animal became two: a new animal is as near this tracklet, or (while this
+            # tracklet's animal may be two seen as one) anywhere within the gate
+            reach = max(near, _COVER_SPLIT * s.gate) if self.open[r].covers >= frame else near
+            split = any(b != c and b not in linked_cols and cost[r, b] < reach for b in range(len(found)))
             # a lost tracklet comes back beside another: it may be that one's animal that came out
             back = self.open[r].last < frame - 1 and any(q != r and cost[q, c] < near for q in range(len(self.open)))
             if merge or split or back or i in crossed:
+                if split and self.open[r].covers >= frame:
+                    self.open[r].parted = self.open[r].met
                 cuts.append((self.open[r], found[c]))
             else:
                 a = found[c]
@@ -232,6 +245,19 @@ class Linker:
         for t, a in cuts:
             self.open.remove(t)
             out[a] = self._start(frame, animals[a], a, features[a], alone=a in alone)
+        # a tracklet lost just now beside a linked animal may be under it: that animal's
+        # tracklet may be two animals for a while (cut where they part, with colours to name
+        # the pieces; without, motion alone named such pieces worse than the whole)
+        for q, t in enumerate(self.open if colours and s.colour_weight > 0 else []):
+            if t.last == frame - 1 and q not in linked_rows:
+                near_c = [c for _, c in links if cost[q, c] < _COVER_REACH * s.gate]
+                if near_c:
+                    a = found[min(near_c, key=lambda c: cost[q, c])]
+                    if a in out:
+                        t = out[a]
+                        if t.covers < frame:
+                            t.met = (frame, t.centroid.copy(), t.velocity.copy())
+                        t.covers = frame + _COVER_GAPS * s.max_gap
         return out
 
     def _extend(self, t: Tracklet, frame: int, animal: np.ndarray, row: int, feature: tuple[np.ndarray, float],
@@ -272,14 +298,23 @@ def _continues(before: Tracklet, after: Tracklet, s: TrackerSettings) -> float:
     """How badly ``after`` continues ``before``: how far ``after``'s first sightings lie from
     where ``before``'s animal would be, carried on at its last velocity (not forever), in body
     sizes that grow with the gap, plus a cost per frame of gap. Several sightings, not one: where
-    two animals parted, both begin beside where one was, but only one goes on its way."""
+    two animals parted, both begin beside where one was, but only one goes on its way. A
+    tracklet that ended as two animals seen as one parted may have followed either: it also
+    continues from where it was before they met."""
     gap = max(1, after.start - before.last)
+    ends = [(before.last, before.centroid, before.velocity)] + ([before.parted] if before.parted else [])
+    far = min(_distance(last, centroid, velocity, before.scale, after, s) for last, centroid, velocity in ends)
+    return min(far, 3.0) + min(s.gap_cost * gap, 1.5)
+
+
+def _distance(last: int, centroid: np.ndarray, velocity: np.ndarray, scale: float, after: Tracklet,
+              s: TrackerSettings) -> float:
     far = 0.0
     for frame, xy in after.early:
-        steps = max(1, frame - before.last)
-        reach = before.centroid + min(steps, s.max_gap) * before.velocity
-        far += float(np.linalg.norm(reach - xy)) / (before.scale * (1.0 + steps / s.max_gap))
-    return min(far / len(after.early), 3.0) + min(s.gap_cost * gap, 1.5)
+        steps = max(1, frame - last)
+        reach = centroid + min(steps, s.max_gap) * velocity
+        far += float(np.linalg.norm(reach - xy)) / (scale * (1.0 + steps / s.max_gap))
+    return far / len(after.early)
 
 
 def _size_cost(these: list[float], known: list[float]) -> float:
@@ -393,6 +428,83 @@ def _may_differ(a: Tracklet, b: Tracklet) -> bool:
     return _look_cost(a.looks, b.looks) >= _UNLIKE
 
 
+def _exchange(tracklets: list[Tracklet], out: np.ndarray, n: int, s: TrackerSettings) -> None:
+    """Revisit the names given in time order, two at a time. Where two names both change
+    tracklets at one frame, exchanging what they hold from there until one of their next such
+    frames (or to the end) is a move; its gain is how much better motion through the changes
+    and colours (each stretch's against the rest of its name's: hundreds of sightings, where the
+    naming in time order saw a few) agree afterwards. The best moves first, each name moved
+    once per round, until no move gains `_EXCHANGE_GAIN`."""
+    for _ in range(_EXCHANGE_ROUNDS):
+        held = [sorted((t for t in tracklets if out[t.ident] == name), key=lambda t: (t.start, t.ident))
+                for name in range(n)]
+        moves = sorted(((gain, a, b, f, g) for a in range(n) for b in range(a + 1, n)
+                        for f, g, gain in _moves(held[a], held[b], s) if gain < -_EXCHANGE_GAIN), key=lambda m: m[:4])
+        if not moves:
+            return
+        moved: set[int] = set()
+        for _, a, b, f, g in moves:
+            if a in moved or b in moved:
+                continue  # its gain was measured on what that name held before
+            for t in held[a] + held[b]:
+                if t.start >= f and (g is None or t.start < g):
+                    out[t.ident] = b if out[t.ident] == a else a
+            moved |= {a, b}
+
+
+def _moves(held_a: list[Tracklet], held_b: list[Tracklet], s: TrackerSettings
+           ) -> Iterator[tuple[int, int | None, float]]:
+    """(from frame, until frame or None, gain) of each exchange between two names' tracklets."""
+    cuts, reach = [], -1  # frames where neither name is in the middle of a tracklet
+    for t in sorted(held_a + held_b, key=lambda t: t.start):
+        if t.start > reach and (not cuts or cuts[-1] != t.start):
+            cuts.append(t.start)
+        reach = max(reach, t.last)
+    starts = ([t.start for t in held_a], [t.start for t in held_b])
+    for i, f in enumerate(cuts):
+        for g in cuts[i + 1:i + 1 + _EXCHANGE_SPAN] + [None]:
+            a, b = (_around(held, at, f, g) for held, at in zip((held_a, held_b), starts))
+            move = (_junctions(a[0], b[1], a[2], s) + _junctions(b[0], a[1], b[2], s)
+                    - _junctions(a[0], a[1], a[2], s) - _junctions(b[0], b[1], b[2], s))
+            look = (_look_cost(b[4], a[3]) + _look_cost(a[4], b[3])
+                    - _look_cost(a[4], a[3]) - _look_cost(b[4], b[3]))
+            yield f, g, move + s.colour_weight * look
+
+
+def _around(held: list[Tracklet], starts: list[int], f: int, g: int | None
+            ) -> tuple[Tracklet | None, list[Tracklet], Tracklet | None, _Colours, _Colours]:
+    """A name's tracklets around the stretch [f, g): the last before, the first and last inside,
+    the first after; colours of the nearest ones outside and of the first ones inside."""
+    i = bisect_left(starts, f)
+    j = len(held) if g is None else bisect_left(starts, g)
+    outside, inside = _Colours(), _Colours()
+    for t in _interleave(held[i - 1::-1] if i else [], held[j:]):
+        if len(outside) >= _SIZE_MEMORY:
+            break
+        outside.add(t.looks.samples)
+    for t in held[i:j]:
+        if len(inside) >= _SIZE_MEMORY:
+            break
+        inside.add(t.looks.samples)
+    ends = [held[i], held[j - 1]] if j > i else []
+    return (held[i - 1] if i else None), ends, (held[j] if j < len(held) else None), outside, inside
+
+
+def _interleave(first: list[Tracklet], second: list[Tracklet]) -> Iterator[Tracklet]:
+    """Nearest first from both sides of a stretch."""
+    for pair in zip_longest(first, second):
+        yield from (t for t in pair if t is not None)
+
+
+def _junctions(before: Tracklet | None, ends: list[Tracklet], after: Tracklet | None, s: TrackerSettings) -> float:
+    """Motion cost of a name's chain through a stretch: into its first tracklet and out of its
+    last (`_NEW_NAME` for a name that begins there). The link between the stretch's own first
+    and last is counted too: it moves with them, so it cancels in a move's gain."""
+    chain = [t for t in (before, *ends, after) if t is not None]
+    cost = _NEW_NAME if before is None and chain else 0.0
+    return cost + sum(_continues(x, y, s) for x, y in zip(chain, chain[1:]))
+
+
 def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSettings = TrackerSettings()) -> np.ndarray:
     """The individual (0..n-1) of each tracklet, by number; -1 for one that no name is free for
     (more animals than individuals: a false detection, most likely) or shorter than
@@ -411,6 +523,8 @@ def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSetti
     solid = [t for t in tracklets if t.last - t.start + 1 >= _SOLID]
     _name_in_order(solid, names, out, s)
     _name_in_order([t for t in tracklets if t.last - t.start + 1 < _SOLID], names, out, s)
+    if s.colour_weight > 0 and any(len(t.looks) for t in tracklets):  # motion alone: measured worse
+        _exchange(tracklets, out, n_individuals, s)
     for t in tracklets:
         if t.last - t.start + 1 < s.min_length:
             out[t.ident] = -1
