@@ -44,9 +44,9 @@ SYNTHETIC: dict[str, tuple[int, dict[str, Any]]] = {
     "large-animal-44": (44, {"image_size": (832, 747), "bodyparts": _EIGHT, "animal_size": 1.4,
                              "occluded_prob": 0.5}),
     # like a reaching project: 44 frames, 5 keypoints, and in 60 % of them a copy of one keypoint's
-    # surroundings far from the animal, the real one hidden (unlabelled) half of those times
+    # surroundings two animal lengths or more away, the real one hidden (unlabelled) half of those times
     "lookalike-44": (44, {"image_size": (832, 747), "bodyparts": ("snout", "leftear", "rightear", "tailbase", "tailend"),
-                          "lookalike_prob": 0.6}),
+                          "animal_size": 0.6, "lookalike_prob": 0.6}),
     # a small animal in a large image
     "small-animal-1600": (60, {"image_size": (1600, 1200), "animal_size": 0.3}),
     # 27 keypoints (side pairs, spine, tail) in a large image, 16 labelled frames

@@ -10,7 +10,7 @@ of detection and of tracking, the share of time tracking costs, and both peak RS
 Targets (issue: tracking): IDF1 >= 0.95, <= 1 switch per 1,000 frames, tracking <= 10 % of the
 analysis, 4x-length memory within 10 %.
 
-    python benchmarks/tracking_quality.py --run RUN [--frames 2400] [--seed 0] [--also 2 3] [--min-length 10]
+    python benchmarks/tracking_quality.py --run RUN [--frames 2400] [--seed 0] [--also 2 3] [--min-length 1]
 
 ``--run`` is a multi-animal training run (exported here if it has no export) or ``--model M.onnx``;
 ``--also`` scores the videos of other seeds' projects too (other arenas, cameras and mice: more
@@ -64,8 +64,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=2400, help="video length (default 2400)")
     parser.add_argument("--seed", type=int, default=0, help="the synthetic project's seed (the run's project)")
     parser.add_argument("--animals", type=int, default=3)
-    parser.add_argument("--min-length", type=int, default=1,
-                        help="tracking's min_length (posezoo track --min-length; default 1)")
+    parser.add_argument("--min-length", type=int, default=10,
+                        help="tracking's min_length (posezoo track --min-length; default 10, as there)")
     parser.add_argument("--also", type=int, nargs="*", default=[], metavar="SEED",
                         help="score these seeds' videos too (tracking quality only)")
     args = parser.parse_args()

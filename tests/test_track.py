@@ -264,17 +264,22 @@ def test_a_stretch_named_wrongly_in_time_order_is_exchanged_afterwards():
     assert (stitch(tracklets, 2, TrackerSettings(colour_weight=0))[2:4] == names[[3, 2]]).all()  # motion alone
 
 
-def test_short_tracklets_can_be_left_out():
-    """With min_length 10 a ghost seen for 5 frames is no animal to report; by default it is written."""
-    coords = np.full((60, 2, 4, 3), np.nan)
+def test_short_tracklets_that_met_another_animal_are_left_out():
+    """With min_length 10 (the default) a ghost seen for 5 frames beside an animal is no animal
+    to report; with 1 it is written. A brief sighting of an animal alone is written either way."""
+    coords = np.full((60, 3, 4, 3), np.nan)
     for f in range(60):
         coords[f, 0] = _animal(np.array([100.0 + 2 * f, 200.0]), 0.0)
-    coords[20:25, 1] = _animal(np.array([500.0, 400.0]), 1.0)
-    det = Poses(coords, KP, ["a", "b"])
-    kept = Poses.concat(list(track(lambda: [det], NAMES[:2], TrackerSettings(min_length=10))))
-    assert np.isfinite(kept.xy[:, 0]).all() and np.isnan(kept.xy[:, 1]).all()
-    written = Poses.concat(list(track(lambda: [det], NAMES[:2])))
-    assert np.isfinite(written.xy[20:25, 1]).all() and np.isnan(written.xy[25:, 1]).all()
+    coords[20:25, 1] = _animal(np.array([150.0, 225.0]), 1.0)  # beside the first
+    coords[40:45, 2] = _animal(np.array([500.0, 400.0]), 1.0)  # alone, far away
+    det = Poses(coords, KP, ["a", "b", "c"])
+    kept = Poses.concat(list(track(lambda: [det], NAMES)))
+    assert np.isclose(kept.xy[:, :, 0, 0], coords[:, 0, 0, 0, None]).any(1).all()  # the animal, all along
+    ghost = np.isclose(kept.xy[20:25, :, 0, 0], coords[20:25, 1, 0, 0, None])
+    lone = np.isclose(kept.xy[40:45, :, 0, 0], coords[40:45, 2, 0, 0, None])
+    assert not ghost.any() and lone.any(1).all()
+    written = Poses.concat(list(track(lambda: [det], NAMES, TrackerSettings(min_length=1))))
+    assert np.isclose(written.xy[20:25, :, 0, 0], coords[20:25, 1, 0, 0, None]).any(1).all()
 
 
 def test_three_animals_that_cross_keep_their_names():

@@ -62,9 +62,10 @@ def test_analyze_tracks_into_readable_files(multi_model, video, tmp_path):
     detections = load_poses(detections_path(final))
     found = np.isfinite(detections.xy).all(-1).sum(-1) >= 2  # (frames, rows): animals the model found
     assert found.sum() > 250 and (found.sum(1) >= 2).sum() > 100  # enough to make names a question
-    # Tracklets that get no name (a mouse found twice, a short ghost) are dropped, not invented.
+    # Tracklets that get no name (a mouse found twice, a short ghost) are dropped, not invented;
+    # so are those under 10 frames that met another mouse: many with this briefly trained model
     kept = (np.isfinite(tracked.xy).all(-1).sum(-1) >= 2).sum()
-    assert 0.75 * found.sum() <= kept <= found.sum()
+    assert 0.5 * found.sum() <= kept <= found.sum()
     # Tracking only renames: every tracked animal is one of that frame's detected animals.
     for f in (0, 80, 159):
         for animal in tracked.coords[f]:

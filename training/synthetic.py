@@ -386,15 +386,16 @@ def _occlude(frame: np.ndarray, points: np.ndarray, unit: float, rng: np.random.
 
 
 def _lookalike(frame: np.ndarray, points: np.ndarray, unit: float, rng: np.random.Generator) -> np.ndarray:
-    """Copy the patch around a random keypoint to a spot well away from the animal (a distant
-    look-alike) and, half of the time, hide the real one under a grey block; which keypoints are hidden."""
+    """Copy the patch around a random keypoint to a spot two animal lengths or more away from it
+    (a distant look-alike) and, half of the time, hide the real one under a grey block; which
+    keypoints are hidden."""
     h, w = frame.shape[:2]
     k = int(rng.integers(len(points)))
     half = max(2, int(0.3 * unit))
     src = np.round(points[k]).astype(int).clip(half, [w - half - 1, h - half - 1])
     patch = frame[src[1] - half:src[1] + half + 1, src[0] - half:src[0] + half + 1].copy()
-    reach = np.ptp(points, axis=0).max() + 2 * half
-    for _ in range(50):  # a spot that no keypoint is near; none in a crowded frame
+    reach = 2 * np.ptp(points, axis=0).max() + 2 * half  # farther than any two keypoints could be
+    for _ in range(50):  # a spot that no keypoint is near; none where the frame has no room
         at = rng.uniform([half, half], [w - half - 1, h - half - 1]).astype(int)
         if np.linalg.norm(points - at, axis=1).min() > reach:
             frame[at[1] - half:at[1] + half + 1, at[0] - half:at[0] + half + 1] = patch
@@ -530,7 +531,8 @@ def make_project(root: str | os.PathLike, *, n_frames: int = 120, video_frames: 
     `occluded_prob`: chance that a labeled frame has a flat grey block over part of the animal;
     the keypoints under it are not visible and left unlabeled, as a labeler would.
     `lookalike_prob`: chance that a labeled frame holds a copy of the patch around one keypoint
-    far from the animal, with the real keypoint hidden (and unlabeled) half of those times.
+    two animal lengths or more from the animal, with the real keypoint hidden (and unlabeled)
+    half of those times.
     `sizes_vary`: labeled frames cycle through (width, height), 5/4 of both, and 9/8 of the
     width, as when a project mixes cameras (the animal keeps its size).
     config.yaml is written last, so a project without it is incomplete; with `overwrite`, older
