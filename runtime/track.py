@@ -491,7 +491,7 @@ def _around(held: list[Tracklet], starts: list[int], f: int, g: int | None,
     j = len(held) if g is None else bisect_left(starts, g)
     outside = _pooled(_interleave(held[i - 1::-1] if i else [], held[j:]), colours)
     inside = _pooled(iter(held[i:j]), colours)
-    ends = [held[i], held[j - 1]] if j > i else []
+    ends = [held[i], held[j - 1]] if j - i > 1 else held[i:j]
     return (held[i - 1] if i else None), ends, (held[j] if j < len(held) else None), outside, inside
 
 
@@ -545,7 +545,7 @@ def _junctions(before: Tracklet | None, ends: list[Tracklet], after: Tracklet | 
 def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSettings = TrackerSettings()) -> np.ndarray:
     """The individual (0..n-1) of each tracklet, by number; -1 for one that no name is free for
     (more animals than individuals: a false detection, most likely) or shorter than
-    ``settings.min_length`` frames.
+    ``settings.min_length`` frames where it met another animal.
 
     In order of first frame; the tracklets that begin in one frame (animals that just parted)
     are named together, by the Hungarian algorithm over the names free then: a name's cost is how
@@ -553,7 +553,9 @@ def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSetti
     colours are, less the identity head's votes. A name nobody held yet costs `_NEW_NAME`, so
     names go in order of first appearance. Two rounds: tracklets of `_SOLID` frames or more
     first, then the brief ones (where animals tangle) into the gaps left: a brief fragment that
-    took a name first would keep that name from the animal that comes out of the tangle."""
+    took a name first would keep that name from the animal that comes out of the tangle. Then,
+    where tracklets carry colours, stretches of two names are exchanged where that agrees better
+    with motion and colours seen over whole chains (`_exchange`)."""
     s = settings
     names = _Names(n_individuals)
     out = np.full(len(tracklets), -1, np.int64)
