@@ -90,7 +90,7 @@ def test_edited_truncated_or_mismatched_exports_are_refused(tmp_path, exported_m
     model = onnx.load(exported_model)
     spec = read_spec(exported_model)
     spec.keypoints = spec.keypoints[:3]
-    spec.skeleton = []
+    spec.skeleton, spec.body = [], None
     spec.outputs["keypoints"].shape = ["batch", 3, 3]
     embed_spec(model, spec)
     onnx.save(model, tmp_path / "mismatch.onnx")

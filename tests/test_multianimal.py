@@ -15,6 +15,7 @@ import pytest
 from posezoo.runtime.assemble import AssemblyParams, assemble, assemble_batch
 from posezoo.runtime.metrics import evaluate_keypoints, evaluate_poses
 from posezoo.runtime.poses import Poses
+from posezoo.runtime.spec import SCHEMA_VERSION
 from posezoo.training.data import TargetConfig, edge_affinities, make_multi_targets, peak_candidates
 from posezoo.training.paf_graph import paf_graph
 
@@ -223,7 +224,7 @@ def test_run_spec_and_export_parity_on_assembled_animals(multi_run, multi_model)
     from posezoo.runtime.model import PoseModel
 
     spec = json.loads((multi_run / "spec.json").read_text())
-    assert spec["schema_version"] == "1.1" and spec["multi"]["individuals"] == ["mouse1", "mouse2", "mouse3"]
+    assert spec["schema_version"] == SCHEMA_VERSION and spec["multi"]["individuals"] == ["mouse1", "mouse2", "mouse3"]
     assert spec["multi"]["unique_keypoints"] == ["port"] and len(spec["multi"]["graph"]) == 15
     model = PoseModel.load(multi_model)
     parity = model.spec.provenance["parity"]
