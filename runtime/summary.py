@@ -32,6 +32,11 @@ def describe_model(model: PoseModel) -> str:
                   f"unique       {', '.join(m.unique_keypoints) or '(none)'}",
                   f"paf graph    {len(m.graph)} edges: {', '.join('-'.join(e) for e in m.graph)}",
                   f"assembly     {m.candidates} candidates per keypoint; " + _short(vars(a) if a else {})]
+    if spec.body is not None:  # what the runtime's body-plan check knows of the animal
+        k = len(spec.keypoints)
+        known = sum(v is not None for row in spec.body.limit for v in row) // 2
+        lines.append(f"body check   largest distances of {known} of {k * (k - 1) // 2} keypoint pairs; left/right: "
+                     f"{', '.join('-'.join(p) for p in spec.body.pairs) or '(none)'} (--no-body-check: off)")
     for key in ("backend", "framework_versions", "model", "dataset", "train_config_sha256", "weights_sha256",
                 "precision", "created"):
         if key in prov:

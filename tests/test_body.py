@@ -9,6 +9,7 @@ import pytest
 from posezoo.runtime.body import check_body
 from posezoo.runtime.model import PoseModel
 from posezoo.runtime.spec import BodySpec, Spec, SpecError
+from posezoo.runtime.summary import describe_model
 from posezoo.training.body import MARGIN, body_spec
 from onnx_models import make_pose_onnx, make_spec, paint_dots
 
@@ -121,3 +122,5 @@ def test_pose_model_applies_the_spec_body(tmp_path) -> None:
     np.testing.assert_array_equal(checked[2, :2], raw[2, :2])
     near = paint_dots(np.zeros((120, 160, 3), np.uint8), {"red": (10, 10), "green": (20, 10), "blue": (15, 25)})
     assert PoseModel.load(path, device="cpu")(near).coords[0, 0, 2, 2] == pytest.approx(1.0)
+    summary = describe_model(PoseModel.load(path, device="cpu"))  # posezoo inspect
+    assert "body check   largest distances of 3 of 3 keypoint pairs; left/right: (none)" in summary
