@@ -49,11 +49,11 @@ _LOOK_NOISE = 2.0  # colour levels: no animal's colour is steadier than this
 _NEW_NAME = 2.0  # the cost of a name nobody holds yet: a poor continuation costs about this
 _UNLIKE = 1.0  # colour cost (`_look_cost`) from which two animals count as told apart
 _COVER_REACH = 2.0  # gates: a tracklet lost this near a linked animal may be under it ...
-_COVER_GAPS = 4  # ... for this many max_gaps, while a new animal this many gates near cuts it:
-_COVER_SPLIT = 2.0
+_COVER_GAPS = 4  # ... for this many max_gaps (1-4 measured alike) ...
+_COVER_SPLIT = 2.0  # ... and a new animal this many gates near cuts it where they part
 _EXCHANGE_GAIN = 1.0  # a smaller gain is no reason to overturn the naming in time order
 _EXCHANGE_SPAN = 2  # an exchange spans at most this many changes of tracklet
-_EXCHANGE_ROUNDS = 100
+_EXCHANGE_ROUNDS = 100  # at most; a round exchanges each name once and rounds end when none gains
 _SOLID = 10  # frames: shorter tracklets are named after the others, into the gaps they leave
 
 
