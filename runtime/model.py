@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import geometry
-from .body import check_body
+from .body import BodyCheck
 from .poses import Poses
 from .session import ModelLoadError, SessionSettings, active_device, open_session, providers_for
 from .spec import Spec, SpecError, spec_from_session
@@ -78,6 +78,7 @@ class PoseModel:
         # The spec's body-plan check (`posezoo.runtime.body`), where it has one; off for video
         # whose animals are much larger or smaller in pixels than in the labelled frames.
         self.body_check = body_check and spec.body is not None
+        self._body = BodyCheck(spec) if self.body_check else None
         self._input = spec.input.name
         self._output = spec.outputs["keypoints"].name
         # A multi-animal graph is read for its candidates and affinities (+ identity), which
@@ -200,7 +201,7 @@ class PoseModel:
                                          raw[names[1]][:batch.count], ident)
         poses = self.layout(0)
         coords = batch.plan.to_frame(raw[:batch.count])[:, None]
-        poses.coords = check_body(coords, self.spec) if self.body_check else coords
+        poses.coords = self._body(coords) if self._body is not None else coords
         return poses
 
     # -- conveniences on top --------------------------------------------------------------------
