@@ -250,22 +250,23 @@ class Linker:
             else:
                 a = found[c]
                 out[a] = self._extend(self.open[r], frame, animals[a], a, features[a], a in alone)
+        rowed = list(self.open)  # the cost matrix's rows, before the cut tracklets leave
         for t, a in cuts:
             self.open.remove(t)
             out[a] = self._start(frame, animals[a], a, features[a], alone=a in alone)
         # a tracklet lost just now beside a linked animal may be under it: that animal's
         # tracklet may be two animals for a while (cut where they part, with colours to name
         # the pieces; without, motion alone named such pieces worse than the whole)
-        for q, t in enumerate(self.open if colours and s.colour_weight > 0 else []):
-            if t.last == frame - 1 and q not in linked_rows:
+        for q, lost in enumerate(rowed if colours and s.colour_weight > 0 else []):
+            if lost.last == frame - 1 and q not in linked_rows:
                 near_c = [c for _, c in links if cost[q, c] < _COVER_REACH * s.gate]
                 if near_c:
                     a = found[min(near_c, key=lambda c: cost[q, c])]
                     if a in out:
-                        t = out[a]
-                        if t.covers < frame:
-                            t.met = (frame, t.centroid.copy(), t.velocity.copy())
-                        t.covers = frame + _COVER_GAPS * s.max_gap
+                        cover = out[a]
+                        if cover.covers < frame:
+                            cover.met = (frame, cover.centroid.copy(), cover.velocity.copy())
+                        cover.covers = frame + _COVER_GAPS * s.max_gap
         return out
 
     def _extend(self, t: Tracklet, frame: int, animal: np.ndarray, row: int, feature: tuple[np.ndarray, float],
