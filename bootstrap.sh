@@ -13,8 +13,8 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=".venv/.posezoo-$extras-$(sha256sum pyproject.toml | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  .venv/bin/python -m pip install -q --no-cache-dir --upgrade pip
+  .venv/bin/python -m pip install -q --no-cache-dir "torch==2.13.0"
+  .venv/bin/python -m pip install -q --no-cache-dir -e ".[$extras]"
   touch "$stamp"
 fi
