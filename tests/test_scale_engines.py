@@ -152,6 +152,20 @@ def test_ray_driver_killed_mid_run_then_rerun(ray_cluster: dict[str, str], model
     _kill_then_rerun(args, out, ref, _ray_env(ray_cluster))
 
 
+@needs_ray
+def test_a_lost_ray_task_says_why():
+    """A task that raised reports its exception, not only the task's name (Ray's first line)."""
+    import ray
+
+    from posezoo.runtime.scale.ray_engine import _cause
+
+    raised = ray.exceptions.RayTaskError("run_unit", "Traceback (most recent call last):\n  File \"units.py\", "
+                                         "line 1\nKeyError: 'df_with_missing'", KeyError("df_with_missing"), pid=5,
+                                         ip="127.0.0.1")
+    assert _cause(raised) == "KeyError: 'df_with_missing'"
+    assert _cause(ray.exceptions.WorkerCrashedError()).startswith("The worker died unexpectedly")
+
+
 # -- SLURM through submitit's local executor ----------------------------------------------------------
 @needs_submitit
 def test_slurm_engine_equals_a_plain_analysis(model: Path, videos: list[Path], ref: Path, tmp_path: Path):

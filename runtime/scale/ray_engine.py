@@ -62,8 +62,8 @@ def run_ray(job: Job, plan: Sequence[Unit], *, address: str | None = None, cpus_
                     unit = pending.pop(ref)
                     try:
                         yield ray.get(ref)
-                    except ray.exceptions.RayError as exc:  # the worker died past Ray's retries
-                        yield Lost([unit], _first_line(exc))
+                    except ray.exceptions.RayError as exc:  # the worker died past Ray's retries, or raised
+                        yield Lost([unit], _cause(exc))
 
         connected = time.perf_counter() - began
         # Ray retries lost workers itself: one more round of our own is enough.
@@ -78,6 +78,12 @@ def run_ray(job: Job, plan: Sequence[Unit], *, address: str | None = None, cpus_
     return report
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+def _cause(exc: BaseException) -> str:
+    """One line saying why: a task that raised has its exception on the last line of the
+    traceback Ray sends back (the first only names the task); a lost worker says it first."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    import ray
+
+    return (lines[-1] if isinstance(exc, ray.exceptions.RayTaskError) else lines[0]).strip()[:300]
