@@ -211,7 +211,7 @@ def test_an_animal_that_passes_close_by_is_not_taken_for_the_one_it_passed():
     tracked = Poses.concat(list(track(lambda: [Poses(det, KP, ["a", "b"])], NAMES[:2],
                                       looks=[looks.reshape(frames, 2, -1)])))
     scores = tracking_scores(Poses(truth, KP, NAMES[:2]), tracked)
-    assert scores["idf1"] >= 0.95, scores
+    assert scores["idf1"] >= 0.94, scores  # 0.955 with every row kept (min_length 1), 0.948 by default
     for animal in range(2):  # seen apart again, each under the name it had before they met
         name = int(np.argmin(np.nanmean(np.abs(tracked.xy[:40] - truth[:40, animal:animal + 1, :, :2]), (0, 2, 3))))
         assert np.nanmax(np.abs(tracked.xy[60:, name] - truth[60:, animal, :, :2])) < 3
@@ -280,6 +280,29 @@ def test_short_tracklets_that_met_another_animal_are_left_out():
     assert not ghost.any() and lone.any(1).all()
     written = Poses.concat(list(track(lambda: [det], NAMES, TrackerSettings(min_length=1))))
     assert np.isclose(written.xy[20:25, :, 0, 0], coords[20:25, 1, 0, 0, None]).any(1).all()
+
+
+def test_the_first_frame_of_an_animal_told_apart_beside_another_is_left_out():
+    """Where assembly first tells two touching animals apart it mixes them most: a tracklet that
+    begins beside another animal is written from its second frame (all of it with min_length 1);
+    one that begins alone, from its first."""
+    coords = np.full((60, 3, 4, 3), np.nan)
+    for f in range(60):
+        coords[f, 0] = _animal(np.array([100.0 + 2 * f, 200.0]), 0.0)
+    for f in range(20, 60):
+        coords[f, 1] = _animal(np.array([110.0 + 2 * f, 230.0]), 0.0)  # comes out beside the first
+    for f in range(40, 60):
+        coords[f, 2] = _animal(np.array([500.0, 400.0 - f]), 1.5)  # comes in alone, far away
+    det = Poses(coords, KP, ["a", "b", "c"])
+
+    def written(settings: TrackerSettings) -> np.ndarray:
+        kept = Poses.concat(list(track(lambda: [det], NAMES, settings)))
+        return np.array([np.isclose(kept.xy[:, :, 0, 0], coords[:, a, 0, 0, None]).any(1) for a in range(3)])
+
+    default, every = written(TrackerSettings()), written(TrackerSettings(min_length=1))
+    assert default[0].all() and every[0].all()
+    assert not default[1, 20] and default[1, 21:].all() and every[1, 20:].all()
+    assert default[2, 40:].all() and every[2, 40:].all()
 
 
 def test_three_animals_that_cross_keep_their_names():
