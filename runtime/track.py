@@ -23,7 +23,9 @@ Two passes over the detections, in the spirit of DeepLabCut's tracklets + stitch
    exchanged where that makes motion through both ends and colours over whole chains agree
    better (`_exchange`): the naming in time order decided with what it had seen so far.
 
-The second pass reads the detections again and writes each row under its tracklet's name. Memory
+The second pass reads the detections again and writes each row under its tracklet's name (with
+``min_length`` > 1, not those of short tracklets that met another animal, nor the first row of a
+tracklet that began beside another: where assembly mixes touching animals most). Memory
 holds the open tracklets, one summary per tracklet and one small integer per detection row.
 Tracking is deterministic: the same detections give the same names.
 """
@@ -39,6 +41,9 @@ from scipy.optimize import linear_sum_assignment
 
 from .poses import Poses
 
+#: Raised whenever the same detections and settings would give other tracks, so that tables
+#: tracked by an earlier posezoo are tracked again (the package version does not say so).
+REVISION = 2
 _BIG = 1e6
 _SIZE_MEMORY = 500  # body sizes kept per tracklet and per individual
 _SIZE_SAMPLES = 5  # fewer and a body size says too little
@@ -95,7 +100,8 @@ class TrackerSettings:
             raise ValueError("size_weight, colour_weight and identity_weight must be >= 0")
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        """The settings and the tracker's revision, as recorded in (and compared with) sidecars."""
+        return {**asdict(self), "revision": REVISION}
 
 
 @dataclass

@@ -265,8 +265,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--max-gap", type=positive, default=15,
                    help="frames a tracklet may go unseen before it ends (default 15)")
     p.add_argument("--min-length", type=positive, default=10,
-                   help="leave out tracklets spanning fewer frames (default 10): brief fragments where animals "
-                        "tangle, where a wrong name costs more than a gap; 1 keeps every detected animal")
+                   help="leave out tracklets spanning fewer frames that met another animal (default 10): brief "
+                        "fragments where animals tangle, where a wrong name costs more than a gap; above 1 also the "
+                        "first frame of a tracklet that began beside another animal; 1 keeps every detected animal")
     p.add_argument("--colour-weight", type=float, default=1.0,
                    help="how much a difference in colour counts when naming tracklets (default 1; 0 ignores "
                         "colour, e.g. where animals are marked differently on some days only)")
