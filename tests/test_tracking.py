@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from posezoo.runtime import track as track_module
 from posezoo.runtime.cli import main
 from posezoo.runtime.io import load_poses
 from posezoo.runtime.io.appearance import appearance_path, read_appearance_blocks
@@ -93,11 +94,16 @@ def test_analyze_tracks_into_readable_files(multi_model, video, tmp_path):
     assert list(ds.individuals.values) == ["mouse1", "mouse2", "mouse3"] and ds.position.shape[0] == 160
 
 
-def test_reruns_skip_or_track_again_and_posezoo_track_agrees(multi_model, video, tmp_path, capsys):
+def test_reruns_skip_or_track_again_and_posezoo_track_agrees(multi_model, video, tmp_path, capsys, monkeypatch):
     final = _analyze(multi_model, video, tmp_path)
     table = pd.read_hdf(final)
     assert main(["analyze", str(multi_model), str(video), "--output-dir", str(tmp_path), "-q"]) == 0
     assert "skipped" in capsys.readouterr().out
+    with monkeypatch.context() as newer:  # a newer tracker tracks tables of an older one again
+        newer.setattr(track_module, "REVISION", track_module.REVISION + 1)
+        assert main(["analyze", str(multi_model), str(video), "--output-dir", str(tmp_path), "-q"]) == 0
+        assert "skipped" not in capsys.readouterr().out
+        assert load_meta(final)["tracking"]["settings"]["revision"] == track_module.REVISION
     final.unlink()  # tracking is redone from the current detections, with the same result
     assert main(["analyze", str(multi_model), str(video), "--output-dir", str(tmp_path), "-q"]) == 0
     pd.testing.assert_frame_equal(pd.read_hdf(final), table, check_exact=True)
