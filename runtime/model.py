@@ -75,10 +75,12 @@ class PoseModel:
         self.path = path
         self.device = device
         self.settings = settings
-        # The spec's body-plan check (`posezoo.runtime.body`), where it has one; off for video
-        # whose animals are much larger or smaller in pixels than in the labelled frames.
-        self.body_check = body_check and spec.body is not None
-        self._body = BodyCheck(spec) if self.body_check else None
+        # The spec's body plan, where it has one: a single-animal model's check
+        # (`posezoo.runtime.body`), a multi-animal one's keypoint distances in assembly. Off for
+        # video whose animals are much larger or smaller in pixels than in the labelled frames.
+        shape = spec.assembly is not None and spec.assembly.nearest is not None
+        self.body_check = body_check and (spec.body is not None or shape)
+        self._body = BodyCheck(spec) if self.body_check and spec.body is not None else None
         self._input = spec.input.name
         self._output = spec.outputs["keypoints"].name
         # A multi-animal graph is read for its candidates and affinities (+ identity), which
@@ -99,7 +101,8 @@ class PoseModel:
         """Open a model. ``device``: auto, cpu, cuda, cuda:N or tensorrt; ``threads`` defaults
         to the physical cores; ``spin=False`` frees the cores between calls (beside acquisition);
         ``optimization``, ``arena`` and ``static``: see :class:`SessionSettings`;
-        ``body_check=False`` skips the spec's body-plan check (`posezoo.runtime.body`)."""
+        ``body_check=False`` skips the spec's body plan (`posezoo.runtime.body`; a multi-animal
+        model's keypoint distances in `posezoo.runtime.assemble`)."""
         path = resolve_model_path(path)
         providers, kind = providers_for(device)
         settings = SessionSettings(threads, spin, optimization, arena, static)
@@ -189,8 +192,9 @@ class PoseModel:
 
     def postprocess(self, raw: Any, batch: Batch) -> Poses:
         """Graph output in tensor pixels -> `Poses` in the frames' own pixels; a multi-animal
-        model's candidates are assembled into animals here (`posezoo.runtime.assemble`), a
-        single-animal one's keypoints pass the body-plan check (`posezoo.runtime.body`)."""
+        model's candidates are assembled into animals here (`posezoo.runtime.assemble`, within
+        the spec's keypoint distances), a single-animal one's keypoints pass the body-plan check
+        (`posezoo.runtime.body`)."""
         if self._multi:
             from .assemble import poses_from_candidates
 
@@ -198,7 +202,7 @@ class PoseModel:
             names = [spec.outputs[key].name for key in ("candidates", "affinities")]
             ident = raw.get(spec.outputs["identity"].name) if "identity" in spec.outputs else None
             return poses_from_candidates(spec, batch.plan.to_frame(raw[names[0]][:batch.count]),
-                                         raw[names[1]][:batch.count], ident)
+                                         raw[names[1]][:batch.count], ident, shape=self.body_check)
         poses = self.layout(0)
         coords = batch.plan.to_frame(raw[:batch.count])[:, None]
         poses.coords = self._body(coords) if self._body is not None else coords

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 from .files import json_text
 from .poses import DEFAULT_PCUTOFF, skeleton_indices
 
-SCHEMA_VERSION = "1.2"  # 1.1: optional multi-animal sections (multi, assembly); 1.2: body
+# 1.1: optional multi-animal sections (multi, assembly); 1.2: body; 1.3: assembly.nearest/farthest
+SCHEMA_VERSION = "1.3"
 METADATA_KEY = "posezoo.spec"
 GRAPH_HASH_KEY = "posezoo.graph_sha256"
 SPEC_HASH_KEY = "posezoo.spec_sha256"
@@ -138,11 +139,32 @@ class AssemblySpec:
     min_affinity: float = 0.05  # weaker links are never made
     min_links: int = 2  # an animal held together by fewer links is dropped (single keypoints survive)
     max_overlap: float = 0.8  # animals sharing more of their keypoint boxes are suppressed (the weaker)
+    # The nearest and farthest keypoints i and j of one animal may lie apart (frame pixels: the
+    # labelled extremes with a margin; null where not labelled together often enough), or None:
+    # candidates are assembled by affinity alone, as DeepLabCut does.
+    nearest: list[list[float | None]] | None = None
+    farthest: list[list[float | None]] | None = None
 
-    def validate(self, where: str) -> None:
+    def validate(self, where: str, n_keypoints: int) -> None:
         _check(0 <= self.min_score <= 1, where, "assembly.min_score", "must be in [0, 1]")
         _check(self.min_links >= 0, where, "assembly.min_links", "must be >= 0")
         _check(0 < self.max_overlap <= 1, where, "assembly.max_overlap", "must be in (0, 1]")
+        _check((self.nearest is None) == (self.farthest is None), where, "assembly.nearest",
+               "and assembly.farthest come together")
+        for key in ("nearest", "farthest"):
+            _check_distances(getattr(self, key), where, f"assembly.{key}", n_keypoints, positive=key == "farthest")
+
+
+def _check_distances(matrix: list[list[float | None]] | None, where: str, key: str, k: int, *,
+                     positive: bool) -> None:
+    """A keypoint-by-keypoint matrix of distances (frame pixels) or nulls; None passes."""
+    if matrix is None:
+        return
+    ok = len(matrix) == k and all(isinstance(row, list) and len(row) == k for row in matrix)
+    _check(ok, where, key, f"must be a {k}x{k} matrix (one row and column per keypoint)")
+    ok = all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 if positive else v >= 0)
+             for row in matrix for v in row)
+    _check(ok, where, key, f"must hold {'positive' if positive else 'non-negative'} distances or null")
 
 
 @dataclass
@@ -157,12 +179,7 @@ class BodySpec:
     pair_limit: list[float] = field(default_factory=list)
 
     def validate(self, where: str, keypoints: list[str]) -> None:
-        k = len(keypoints)
-        ok = len(self.limit) == k and all(isinstance(row, list) and len(row) == k for row in self.limit)
-        _check(ok, where, "body.limit", f"must be a {k}x{k} matrix (one row and column per keypoint)")
-        ok = all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-                 for row in self.limit for v in row)
-        _check(ok, where, "body.limit", "must hold positive distances or null")
+        _check_distances(self.limit, where, "body.limit", len(keypoints), positive=True)
         for i, pair in enumerate(self.pairs):
             ok = len(pair) == 2 and pair[0] != pair[1] and all(p in keypoints for p in pair)
             _check(ok, where, f"body.pairs[{i}]", f"must be two different keypoint names, got {pair!r}")
@@ -211,7 +228,7 @@ class Spec:
             for key in ("candidates", "affinities") + (("identity",) if self.multi.identity else ()):
                 _check(key in self.outputs, where, f"outputs.{key}", "is required for a multi-animal model")
             _check(self.assembly is not None, where, "assembly", "is required for a multi-animal model")
-            self.assembly.validate(where)  # type: ignore[union-attr]
+            self.assembly.validate(where, len(self.keypoints))  # type: ignore[union-attr]
         if self.body is not None:
             self.body.validate(where, self.keypoints)
         return self
@@ -368,8 +385,9 @@ _EXPECTED: dict[str, type | tuple[type, ...]] = {
     "MultiAnimalSpec.individuals": list, "MultiAnimalSpec.graph": list, "MultiAnimalSpec.max_animals": int,
     "MultiAnimalSpec.candidates": int, "MultiAnimalSpec.unique_keypoints": list, "MultiAnimalSpec.paf_samples": int,
     "AssemblySpec.min_score": _NUM, "AssemblySpec.min_affinity": _NUM, "AssemblySpec.min_links": int,
-    "AssemblySpec.max_overlap": _NUM,
+    "AssemblySpec.max_overlap": _NUM, "AssemblySpec.nearest": list, "AssemblySpec.farthest": list,
     "BodySpec.limit": list, "BodySpec.pairs": list, "BodySpec.pair_limit": list,
     "DecodeSpec.method": str, "DecodeSpec.stride": int, "DecodeSpec.offset": _NUM, "DecodeSpec.locref_scale": _NUM,
 }
-_NULLABLE = {"InputSpec.size": True, "PreprocessSpec.crop": True}
+_NULLABLE = {"InputSpec.size": True, "PreprocessSpec.crop": True, "AssemblySpec.nearest": True,
+             "AssemblySpec.farthest": True}

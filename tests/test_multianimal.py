@@ -161,6 +161,57 @@ def test_assembly_limits_and_drops():
     assert np.isnan(animals).all() and np.isnan(unique).all()
 
 
+def _crossing_frame() -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Two head-neck-tail animals crossing (head-neck 20 px, neck-tail 40, head-tail 60): one
+    lies along y = 50, the other along x = 40. Their fields overlap where they cross, so the
+    neck-tail and head-tail affinities favour the wrong pairing (0.8 and 0.6 against 0.5)."""
+    cand = np.zeros((3, 2, 3))
+    cand[:, 0, :2] = [[0, 50], [20, 50], [60, 50]]
+    cand[:, 1, :2] = [[40, 20], [40, 40], [40, 80]]
+    cand[:, :, 2] = 0.9
+    graph = [(0, 1), (1, 2), (0, 2)]
+    aff = np.array([[[0.9, 0.1], [0.1, 0.9]], [[0.5, 0.8], [0.8, 0.5]], [[0.5, 0.6], [0.6, 0.5]]])
+    return cand, aff, graph
+
+
+def test_crossing_animals_are_assembled_within_the_labelled_distances():
+    cand, aff, graph = _crossing_frame()
+    tail_of = lambda animals: {tuple(a[0, :2]): tuple(a[2, :2]) for a in animals if np.isfinite(a).all()}
+    mixed, _, _ = assemble(cand, aff, graph, 3, AssemblyParams(max_animals=2))
+    assert tail_of(mixed) == {(0, 50): (40, 80), (40, 20): (60, 50)}  # affinity alone: heads on the wrong tails
+    labelled = np.array([[0, 20, 60], [20, 0, 40], [60, 40, 0]], float)
+    shape = AssemblyParams(max_animals=2, nearest=0.9 * labelled, farthest=1.1 * labelled)
+    right, _, _ = assemble(cand, aff, graph, 3, shape)
+    assert tail_of(right) == {(0, 50): (60, 50), (40, 20): (40, 80)}
+    # a pair the labels say nothing of (NaN) is not held to any distance
+    loose = AssemblyParams(max_animals=2, nearest=np.full((3, 3), np.nan), farthest=np.full((3, 3), np.nan))
+    assert tail_of(assemble(cand, aff, graph, 3, loose)[0]) == tail_of(mixed)
+
+
+def test_assembly_distances_in_the_spec_are_validated():
+    from posezoo.runtime.spec import AssemblySpec, SpecError
+
+    AssemblySpec(nearest=[[None, 1.0], [1.0, None]], farthest=[[None, 9.0], [9.0, None]]).validate("m", 2)
+    with pytest.raises(SpecError, match="come together"):
+        AssemblySpec(nearest=[[None, 1.0], [1.0, None]]).validate("m", 2)
+    with pytest.raises(SpecError, match="2x2 matrix"):
+        AssemblySpec(nearest=[[1.0]], farthest=[[1.0]]).validate("m", 2)
+    with pytest.raises(SpecError, match="positive"):
+        AssemblySpec(nearest=[[None, 1.0], [1.0, None]], farthest=[[None, 0.0], [0.0, None]]).validate("m", 2)
+
+
+def test_assembly_distances_come_from_the_labelled_animals():
+    from posezoo.training.body import ASSEMBLY_MARGIN, assembly_distances
+
+    animals = np.array([[[0, 0], [10, 0], [30, 0]], [[0, 0], [0, 12], [0, 40]], [[5, 5], [15, 5], [np.nan, np.nan]]])
+    near, far = assembly_distances(animals, slack=1.0)
+    assert near[0][1] == pytest.approx(10 * (1 - ASSEMBLY_MARGIN) - 1, abs=0.05)
+    assert far[0][1] == pytest.approx(12 * (1 + ASSEMBLY_MARGIN) + 1, abs=0.05)
+    assert near[0][2] is None and far[1][2] is None  # labelled together twice: too few to say
+    assert near[0][0] is None
+    assert assembly_distances(animals[:2], slack=1.0) is None
+
+
 def test_assembly_with_identity_puts_animals_in_their_individuals_rows():
     cand, aff, graph = _touching_frame()
     identity = np.zeros((1, 4, 2, 3))
@@ -226,7 +277,11 @@ def test_run_spec_and_export_parity_on_assembled_animals(multi_run, multi_model)
     spec = json.loads((multi_run / "spec.json").read_text())
     assert spec["schema_version"] == SCHEMA_VERSION and spec["multi"]["individuals"] == ["mouse1", "mouse2", "mouse3"]
     assert spec["multi"]["unique_keypoints"] == ["port"] and len(spec["multi"]["graph"]) == 15
+    near, far = spec["assembly"]["nearest"], spec["assembly"]["farthest"]  # measured on the training labels
+    assert len(near) == len(spec["keypoints"]) and all(0 <= n < f for rn, rf in zip(near, far) for n, f in zip(rn, rf)
+                                                       if n is not None)
     model = PoseModel.load(multi_model)
+    assert model.body_check and not PoseModel.load(multi_model, body_check=False).body_check
     parity = model.spec.provenance["parity"]
     assert parity["passed"] and "keypoints_found_on_one_side_only" in parity
     empty = model.layout(2)

@@ -30,7 +30,7 @@ from posezoo.runtime.spec import AssemblySpec, DecodeSpec, InputSpec, MultiAnima
 from posezoo.runtime.version import version
 
 from . import sizing
-from .body import body_spec
+from .body import assembly_distances, body_spec
 from .config import TrainConfig
 from .data import BatchLoader, flip_pairs
 from .paf_graph import paf_graph
@@ -92,14 +92,17 @@ def _jsonable(value: Any) -> Any:
 def build_spec(cfg: TrainConfig, project: Project, *, stride: int, name: str,
                train: Sequence[int] = ()) -> Spec:
     """The spec a model trained with ``cfg`` on ``project`` is evaluated and deployed with; a
-    single-animal model's body plan is measured on the labels of the ``train`` frames."""
+    model's body plan (single-animal: `BodySpec`; multi-animal: the assembly's keypoint
+    distances) is measured on the labels of the ``train`` frames."""
     multiple = math.lcm(int(cfg.input.size_multiple), int(stride))
     scale = float(cfg.input.scale)
     multi, assembly, outputs, body = None, None, {}, None
     skeleton = [list(edge) for edge in project.labels.skeleton]
     if project.multi_animal:
         multi, outputs = _multi_spec(cfg, project)
-        assembly = AssemblySpec()
+        shape = assembly_distances(project.labels.coords[list(train)][..., :2].reshape(-1, len(project.keypoints), 2),
+                                   slack=stride / scale / 4) if len(train) else None  # a quarter heatmap cell
+        assembly = AssemblySpec(nearest=shape[0], farthest=shape[1]) if shape else AssemblySpec()
         skeleton = [edge for edge in skeleton if set(edge) <= set(project.keypoints)]
     elif len(train):
         pairs = flip_pairs(project.keypoints, cfg.augment.flip_pairs or None)

@@ -62,8 +62,9 @@ def probability(text: str) -> float:
 
 BODY_CHECK_HELP = ("keep every keypoint's score as the network gives it: no body-plan check (a keypoint farther "
                    "from the rest of the animal than the labelled frames allow, or both sides of a left/right "
-                   "pair on one spot, otherwise scores below pcutoff). Use it when the animals are much larger "
-                   "in pixels than in the labelled frames")
+                   "pair on one spot, otherwise scores below pcutoff; a multi-animal model otherwise assembles "
+                   "no animal whose keypoints lie nearer or farther apart than in the labelled frames). Use it "
+                   "when the animals are much larger or smaller in pixels than in the labelled frames")
 
 
 def add_runtime_options(p: argparse.ArgumentParser, batch: int = 8) -> None:
