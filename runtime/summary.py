@@ -31,7 +31,13 @@ def describe_model(model: PoseModel) -> str:
                   f"frame{', identity head' if m.identity else ''})",
                   f"unique       {', '.join(m.unique_keypoints) or '(none)'}",
                   f"paf graph    {len(m.graph)} edges: {', '.join('-'.join(e) for e in m.graph)}",
-                  f"assembly     {m.candidates} candidates per keypoint; " + _short(vars(a) if a else {})]
+                  f"assembly     {m.candidates} candidates per keypoint; "
+                  + _short({k: v for k, v in vars(a).items() if k not in ("nearest", "farthest")} if a else {})]
+        if a is not None and a.nearest is not None:
+            k = len(spec.keypoints)
+            known = sum(v is not None for row in a.nearest for v in row) // 2
+            lines.append(f"body plan    one animal's keypoints within the labelled distances of {known} of "
+                         f"{k * (k - 1) // 2} pairs (--no-body-check: affinity alone)")
     if spec.body is not None:  # what the runtime's body-plan check knows of the animal
         k = len(spec.keypoints)
         known = sum(v is not None for row in spec.body.limit for v in row) // 2

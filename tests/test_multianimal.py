@@ -317,7 +317,8 @@ def test_evaluate_predict_inspect_on_a_multi_animal_model(multi_model, multi_pro
     image = next((multi_project / "labeled-data" / "mice1").glob("*.png"))
     _cli("predict", multi_model, image, "--output", tmp_path / "p.csv")
     assert pd.read_csv(tmp_path / "p.csv", header=[0, 1, 2, 3], index_col=0).shape[1] == (3 * 6 + 1) * 3
-    assert "mouse1, mouse2, mouse3" in _cli("inspect", multi_model).stdout
+    shown = _cli("inspect", multi_model).stdout
+    assert "mouse1, mouse2, mouse3" in shown and "within the labelled distances of 15 of 15 pairs" in shown
     assert json.loads(_cli("inspect", multi_model, "--json").stdout)["multi"]["max_animals"] == 3
 
 
