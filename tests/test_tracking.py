@@ -50,7 +50,10 @@ def multi_model(tmp_path_factory: pytest.TempPathFactory, project: Path) -> Path
 
 
 def _analyze(multi_model: Path, video: Path, out: Path, *extra: object) -> Path:
-    assert main(["analyze", str(multi_model), str(video), "--output-dir", str(out), "-q", *map(str, extra)]) == 0
+    # Assembly by affinity alone: the fixture's model is trained for seconds (test mAP 0) and
+    # the labelled keypoint distances reject most of its noisy poses, leaving little to track.
+    assert main(["analyze", str(multi_model), str(video), "--output-dir", str(out), "-q", "--no-body-check",
+                 *map(str, extra)]) == 0
     (final,) = [p for p in out.glob("*.h5") if not p.name.endswith(("_detections.h5", "_unique.h5"))]
     return final
 
@@ -97,20 +100,19 @@ def test_analyze_tracks_into_readable_files(multi_model, video, tmp_path):
 def test_reruns_skip_or_track_again_and_posezoo_track_agrees(multi_model, video, tmp_path, capsys, monkeypatch):
     final = _analyze(multi_model, video, tmp_path)
     table = pd.read_hdf(final)
-    assert main(["analyze", str(multi_model), str(video), "--output-dir", str(tmp_path), "-q"]) == 0
+    _analyze(multi_model, video, tmp_path)
     assert "skipped" in capsys.readouterr().out
     with monkeypatch.context() as newer:  # a newer tracker tracks tables of an older one again
         newer.setattr(track_module, "REVISION", track_module.REVISION + 1)
-        assert main(["analyze", str(multi_model), str(video), "--output-dir", str(tmp_path), "-q"]) == 0
+        _analyze(multi_model, video, tmp_path)
         assert "skipped" not in capsys.readouterr().out
         assert load_meta(final)["tracking"]["settings"]["revision"] == track_module.REVISION
     final.unlink()  # tracking is redone from the current detections, with the same result
-    assert main(["analyze", str(multi_model), str(video), "--output-dir", str(tmp_path), "-q"]) == 0
+    _analyze(multi_model, video, tmp_path)
     pd.testing.assert_frame_equal(pd.read_hdf(final), table, check_exact=True)
     assert main(["track", str(multi_model), str(detections_path(final)), "--max-gap", "15"]) == 0
     pd.testing.assert_frame_equal(pd.read_hdf(final), table, check_exact=True)
-    assert main(["analyze", str(multi_model), str(video), "--output-dir", str(tmp_path / "raw"), "-q",
-                 "--no-tracking"]) == 0
+    _analyze(multi_model, video, tmp_path / "raw", "--no-tracking")
     raw = load_poses(tmp_path / "raw" / final.name)  # each frame's animals in the order found
     np.testing.assert_array_equal(raw.coords, load_poses(detections_path(final)).coords)
     assert main(["track", str(multi_model), str(detections_path(final)), "--colour-weight", "-1"]) == 2
@@ -138,7 +140,8 @@ sys.exit(main(sys.argv[1:]))
 def test_interrupted_and_chunked_analyses_equal_an_uninterrupted_one(multi_model, video, tmp_path):
     whole = _analyze(multi_model, video, tmp_path / "whole")
     stopped = subprocess.run([sys.executable, "-c", _TERM_AFTER_FIRST_FLUSH, "analyze", str(multi_model), str(video),
-                              "--output-dir", str(tmp_path / "stopped"), "-q"], capture_output=True, text=True)
+                              "--output-dir", str(tmp_path / "stopped"), "-q", "--no-body-check"],
+                             capture_output=True, text=True)
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
     resumed = _analyze(multi_model, video, tmp_path / "stopped")
     assert load_meta(detections_path(resumed))["resumed_from_frame"] > 0
