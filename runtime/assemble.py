@@ -19,10 +19,10 @@ This module groups them into animals the way DeepLabCut's assembler does
 Beyond DeepLabCut: a spec measured on labelled frames gives the nearest and farthest two
 keypoints of one animal may lie apart (``assembly.nearest``/``farthest``). With them each edge
 is paired among the candidate pairs within that range, and no animal, growth or join puts two
-candidates at a distance outside it in one animal. Where two
-animals cross, the part-affinity fields of both overlap and pair one animal's head with the
-other's body; such an animal is far too short between snout and tail, and is not assembled
-(the synthetic 3-mouse benchmark: identity switches 82 -> 45 over twelve videos).
+candidates at a distance outside it in one animal. Where two animals cross, the part-affinity
+fields of both overlap and pair one animal's head with the other's body; such an animal is far
+too short between snout and tail, and is not assembled (the synthetic 3-mouse benchmark: identity
+switches after tracking 82 -> 47 over twelve videos).
 
 Unique keypoints (one per frame, DeepLabCut's ``uniquebodyparts``) never join animals: each is
 its best candidate when that scores above ``min_score``.
@@ -259,7 +259,7 @@ def _within_reach(candidates: np.ndarray, affinities: np.ndarray, graph: Sequenc
     """``affinities`` with the candidate pairs of each edge that lie too near or too far apart
     for one animal set to 0 (never linked): each edge is paired among the plausible ones."""
     assert params.nearest is not None and params.farthest is not None
-    src, dst = np.array([g[0] for g in graph]), np.array([g[1] for g in graph])
+    src, dst = np.array([g[0] for g in graph], np.intp), np.array([g[1] for g in graph], np.intp)
     gap = np.linalg.norm(candidates[src][:, :, None, :2] - candidates[dst][:, None, :, :2], axis=-1)  # (E, k, k)
     wrong = (gap < params.nearest[src, dst][:, None, None]) | (gap > params.farthest[src, dst][:, None, None])
     return np.where(wrong, 0.0, affinities)
