@@ -121,11 +121,12 @@ def assemble(candidates: np.ndarray, affinities: np.ndarray, graph: Sequence[Edg
     else:
         ident = np.full((K, k), -1, np.int64)
         ident[part, slot] = np.arange(len(part))
-        if params.nearest is not None:
-            affinities = _within_reach(candidates, affinities, graph, params)
+        xy = candidates[part, slot, :2]
+        fits = _fits(xy, part, params)
+        if fits is not None:
+            affinities = _within_reach(affinities, graph, ident, fits)
         links = _best_links(affinities, graph, ident, params.min_affinity)
-        found = _build(links, part, K, params.max_animals, _fits(candidates[part, slot, :2], part, params))
-        found = _prune(found, candidates[part, slot, :2], params)
+        found = _prune(_build(links, part, K, params.max_animals, fits), xy, params)
     for row, animal in enumerate(found[:params.max_animals]):
         ids = np.fromiter(animal.by_part.values(), np.int64)
         animals[row, part[ids]] = candidates[part[ids], slot[ids]]
@@ -254,15 +255,13 @@ _PERMUTATIONS = {n: np.array(list(itertools.permutations(range(n))), np.int64).r
                  for n in range(1, _BRUTE_FORCE + 1)}
 
 
-def _within_reach(candidates: np.ndarray, affinities: np.ndarray, graph: Sequence[Edge],
-                  params: AssemblyParams) -> np.ndarray:
-    """``affinities`` with the candidate pairs of each edge that lie too near or too far apart
-    for one animal set to 0 (never linked): each edge is paired among the plausible ones."""
-    assert params.nearest is not None and params.farthest is not None
+def _within_reach(affinities: np.ndarray, graph: Sequence[Edge], ident: np.ndarray, fits: np.ndarray) -> np.ndarray:
+    """``affinities`` with the kept candidate pairs of each edge that `_fits` rules out set to 0
+    (never linked): each edge is paired among the plausible ones."""
     src, dst = np.array([g[0] for g in graph], np.intp), np.array([g[1] for g in graph], np.intp)
-    gap = np.linalg.norm(candidates[src][:, :, None, :2] - candidates[dst][:, None, :, :2], axis=-1)  # (E, k, k)
-    wrong = (gap < params.nearest[src, dst][:, None, None]) | (gap > params.farthest[src, dst][:, None, None])
-    return np.where(wrong, 0.0, affinities)
+    a, b = ident[src][:, :, None], ident[dst][:, None, :]  # (E, k, 1), (E, 1, k): -1 where not kept
+    ok = (a < 0) | (b < 0) | fits[np.maximum(a, 0), np.maximum(b, 0)]
+    return np.where(ok, affinities, 0.0)
 
 
 def _fits(xy: np.ndarray, part: np.ndarray, params: AssemblyParams) -> np.ndarray | None:

@@ -34,14 +34,10 @@ def describe_model(model: PoseModel) -> str:
                   f"assembly     {m.candidates} candidates per keypoint; "
                   + _short({k: v for k, v in vars(a).items() if k not in ("nearest", "farthest")} if a else {})]
         if a is not None and a.nearest is not None:
-            k = len(spec.keypoints)
-            known = sum(v is not None for row in a.nearest for v in row) // 2
-            lines.append(f"body plan    one animal's keypoints within the labelled distances of {known} of "
-                         f"{k * (k - 1) // 2} pairs (--no-body-check: affinity alone)")
+            lines.append(f"body plan    one animal's keypoints within the labelled distances of "
+                         f"{_pairs_known(a.nearest)} pairs (--no-body-check: affinity alone)")
     if spec.body is not None:  # what the runtime's body-plan check knows of the animal
-        k = len(spec.keypoints)
-        known = sum(v is not None for row in spec.body.limit for v in row) // 2
-        lines.append(f"body check   largest distances of {known} of {k * (k - 1) // 2} keypoint pairs; left/right: "
+        lines.append(f"body check   largest distances of {_pairs_known(spec.body.limit)} keypoint pairs; left/right: "
                      f"{', '.join('-'.join(p) for p in spec.body.pairs) or '(none)'} (--no-body-check: off)")
     for key in ("backend", "framework_versions", "model", "dataset", "train_config_sha256", "weights_sha256",
                 "precision", "created"):
@@ -54,6 +50,12 @@ def describe_model(model: PoseModel) -> str:
     graph_out = ", ".join(f"{o.name} {o.type} {o.shape}" for o in model.session.get_outputs())
     lines += [f"graph in     {graph_in}", f"graph out    {graph_out}"]
     return "\n".join(lines)
+
+
+def _pairs_known(matrix: list[list[float | None]]) -> str:
+    """How many keypoint pairs a symmetric distance matrix gives a value, as "N of M"."""
+    k = len(matrix)
+    return f"{sum(v is not None for row in matrix for v in row) // 2} of {k * (k - 1) // 2}"
 
 
 def _short(value: Any) -> str:
