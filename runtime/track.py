@@ -9,11 +9,13 @@ Two passes over the detections, in the spirit of DeepLabCut's tracklets + stitch
    animals became one (a tracklet lost just now was as near), one became two (a new animal is as
    near) or a lost tracklet comes back beside another, the tracklet ends and a new one begins,
    so a tracklet does not run from one animal onto another. A tracklet unseen for ``max_gap``
-   frames ends. Each tracklet keeps a summary (ends, first sightings, body sizes and colours
-   measured when the animal is alone, identity votes); each detection row keeps its tracklet's
-   number.
+   frames ends. Each tracklet keeps a summary (ends, first sightings, body sizes measured when
+   the animal is alone, colours (beside other animals, only of the keypoints away from theirs),
+   identity votes); each detection row keeps its tracklet's number.
    With colours, a tracklet whose animal may be two seen as one (another was lost beside it) is
-   cut where a new animal appears near it, and remembers where it was when they met.
+   cut where a new animal appears near it, and remembers where it was when they met; where its
+   one detection had slid from its animal onto the one that comes out beside it, the rows since
+   then go to that animal's tracklet (`_slid`).
 2. Stitching (`stitch`): tracklets in order of first frame get the project's individuals, the
    ones that begin together (animals that just parted) jointly: by how well each continues a
    name's tracklet before it (where that animal was going), by body size, by colour (where the
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from itertools import groupby, zip_longest
 
@@ -43,7 +46,7 @@ from .poses import Poses
 
 #: Raised whenever the same detections and settings would give other tracks, so that tables
 #: tracked by an earlier posezoo are tracked again (the package version does not say so).
-REVISION = 2
+REVISION = 3
 _BIG = 1e6
 _SIZE_MEMORY = 500  # body sizes kept per tracklet and per individual
 _SIZE_SAMPLES = 5  # fewer and a body size says too little
@@ -60,6 +63,8 @@ _EXCHANGE_GAIN = 1.0  # a smaller gain is no reason to overturn the naming in ti
 _EXCHANGE_SPAN = 2  # an exchange spans at most this many changes of tracklet
 _EXCHANGE_ROUNDS = 100  # at most; a round exchanges each name once and rounds end when none gains
 _SOLID = 10  # frames: shorter tracklets are named after the others, into the gaps they leave
+_CROWD_REACH = 0.9  # animal sizes: a keypoint this near another animal's may show that one's colours
+_TRAIL = 60  # sightings of a covering tracklet kept, to see where it slid onto the other (a cover: 60 by default)
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,10 @@ class Tracklet:
     covers: int = -1  # until this frame its animal may be two seen as one (another was lost beside it)
     met: tuple[int, np.ndarray, np.ndarray] | None = None  # (frame, centroid, velocity) when that began
     parted: tuple[int, np.ndarray, np.ndarray] | None = None  # `met`, once it ended as two parting
+    under: np.ndarray | None = None  # where the animal lost beside it was last seen, when they met
+    trail: deque[tuple[int, np.ndarray]] = field(default_factory=lambda: deque(maxlen=_TRAIL))  # since they met
+    slid: int = -1  # from this frame on, its rows are those of tracklet `heir`'s animal ...
+    heir: int = -1  # ... (one detection of two animals slid onto the other before they parted)
 
     @property
     def velocity(self) -> np.ndarray:
@@ -163,6 +172,19 @@ def _features(animal: np.ndarray) -> tuple[np.ndarray, float]:
     xy = animal[:, :2][np.isfinite(animal[:, :2]).all(1)]
     span = xy.max(0) - xy.min(0)
     return xy.mean(0), max(4.0, float(np.sqrt(max(span[0], 1.0) * max(span[1], 1.0))))
+
+
+def _own_colours(look: np.ndarray, animals: np.ndarray, a: int, size: float) -> np.ndarray:
+    """Animal ``a``'s colour descriptor (K*3) in a crowded frame, NaN for the keypoints within
+    `_CROWD_REACH` of its size from another animal's keypoints (their squares may show that one)."""
+    xy = animals[a, :, :2]
+    others = np.delete(animals[:, :, :2], a, axis=0).reshape(-1, 2)
+    others = others[np.isfinite(others).all(1)]
+    own = look.copy()
+    if len(others):
+        near = ~(np.linalg.norm(xy[:, None] - others[None], axis=-1).min(1) > _CROWD_REACH * size)
+        own.reshape(len(xy), -1)[near] = np.nan
+    return own
 
 
 def _body_size(animal: np.ndarray) -> float | None:
@@ -194,20 +216,24 @@ class Linker:
         for t in self.open:
             t.kalman.step()
         features = {a: _features(animals[a]) for a in found}  # (centroid, size) of each animal
-        alone = self._alone(features, frame)
-        linked = self._link(frame, animals, features, alone, colours=looks is not None)
+        linked, alone = self._link(frame, animals, features, colours=looks is not None)
         for a in found:
             t = linked.get(a) or self._start(frame, animals[a], a, features[a], alone=a in alone)
             ids[a] = t.ident
-            if looks is not None and a in alone:
-                t.looks.add([looks[a]])
+            if looks is not None:
+                t.looks.add([looks[a] if a in alone else _own_colours(looks[a], animals, a, features[a][1])])
+        for t in self.open:
+            if frame - t.last >= s.max_gap:
+                t.trail.clear()  # ended: nothing more to cut
         self.open = [t for t in self.open if frame - t.last < s.max_gap]
         return ids
 
-    def _alone(self, features: dict[int, tuple[np.ndarray, float]], frame: int) -> set[int]:
-        """The animals with no other within two body sizes, seen or lately lost (it may be under
-        this one): their size is their own."""
-        lost = [(t.kalman.x[:2], t.scale) for t in self.open if t.last < frame - 1]
+    @staticmethod
+    def _alone(features: dict[int, tuple[np.ndarray, float]], lost: list[Tracklet]) -> set[int]:
+        """The animals with no other within two body sizes, seen or ``lost`` (the open tracklets
+        that found no animal in this frame: theirs may be under this one): their size and colours
+        are their own."""
+        lost = [(t.kalman.x[:2], t.scale) for t in lost]
         return {a for a, (c, size) in features.items()
                 if all(np.linalg.norm(c - c2) > 2 * max(size, size2)
                        for c2, size2 in [v for b, v in features.items() if b != a] + lost)}
@@ -222,21 +248,23 @@ class Linker:
         return d / t.scale
 
     def _link(self, frame: int, animals: np.ndarray, features: dict[int, tuple[np.ndarray, float]],
-              alone: set[int], *, colours: bool = False) -> dict[int, Tracklet]:
+              *, colours: bool = False) -> tuple[dict[int, Tracklet], set[int]]:
         """Link this frame's animals to the open tracklets; a link with a close rival is cut
         instead (the tracklet ends; the animal begins a new one). With ``colours`` (the frames
         come with colour descriptors) two crossing animals that may differ in colour are cut
-        too, rather than paired by a guess."""
+        too, rather than paired by a guess. Returns the tracklet of each linked animal and the
+        animals that are alone (`_alone`)."""
         found = list(features)
         if not self.open or not found:
-            return {}
+            return {}, self._alone(features, self.open)
         s = self.settings
         cost = np.array([[self._cost(t, animals[a], features[a][0]) for a in found] for t in self.open])
         rows, cols = linear_sum_assignment(np.where(cost <= s.gate, cost, _BIG))
         links = [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= s.gate]
         linked_rows, linked_cols = {r for r, _ in links}, {c for _, c in links}
+        alone = self._alone(features, [t for q, t in enumerate(self.open) if q not in linked_rows])
         out: dict[int, Tracklet] = {}
-        cuts: list[tuple[Tracklet, int]] = []
+        cuts: list[tuple[Tracklet, int, int]] = []  # (tracklet, animal that begins anew, `slid`)
         # two animals so close that the pairing is a guess (either way round costs about the same),
         # and whose colours differ: stitching can tell which is which after they part
         crossed = {i for i, (r, c) in enumerate(links) for j, (q, b) in enumerate(links)
@@ -250,20 +278,26 @@ class Linker:
             # one animal became two: a new animal is as near this tracklet, or (while this
             # tracklet's animal may be two seen as one) anywhere within the gate
             reach = max(near, _COVER_SPLIT * s.gate) if self.open[r].covers >= frame else near
-            split = any(b != c and b not in linked_cols and cost[r, b] < reach for b in range(len(found)))
+            split = [b for b in range(len(found)) if b != c and b not in linked_cols and cost[r, b] < reach]
             # a lost tracklet comes back beside another: it may be that one's animal that came out
             back = self.open[r].last < frame - 1 and any(q != r and cost[q, c] < near for q in range(len(self.open)))
             if merge or split or back or i in crossed:
+                slid = -1
                 if split and self.open[r].covers >= frame:
                     self.open[r].parted = self.open[r].met
-                cuts.append((self.open[r], found[c]))
+                    other = min(split, key=lambda b: cost[r, b])
+                    slid = _slid(self.open[r], frame, features[found[c]][0], features[found[other]][0])
+                cuts.append((self.open[r], found[c], slid))
             else:
                 a = found[c]
                 out[a] = self._extend(self.open[r], frame, animals[a], a, features[a], a in alone)
         rowed = list(self.open)  # the cost matrix's rows, before the cut tracklets leave
-        for t, a in cuts:
+        for t, a, slid in cuts:
             self.open.remove(t)
+            t.trail.clear()
             out[a] = self._start(frame, animals[a], a, features[a], alone=a in alone)
+            if slid >= 0:  # its detection since then was this animal's: written under its name
+                t.slid, t.heir = slid, out[a].ident
         # a tracklet lost just now beside a linked animal may be under it: that animal's
         # tracklet may be two animals for a while (cut where they part, with colours to name
         # the pieces; without, motion alone named such pieces worse than the whole)
@@ -276,8 +310,10 @@ class Linker:
                         cover = out[a]
                         if cover.covers < frame:
                             cover.met = (frame, cover.centroid.copy(), cover.velocity.copy())
+                            cover.under = lost.centroid.copy()
+                            cover.trail.clear()
                         cover.covers = frame + _COVER_GAPS * s.max_gap
-        return out
+        return out, alone
 
     def _extend(self, t: Tracklet, frame: int, animal: np.ndarray, row: int, feature: tuple[np.ndarray, float],
                 alone: bool) -> Tracklet:
@@ -287,6 +323,8 @@ class Linker:
         t.keypoints = t.keypoints + (t.kalman.x[:2] - t.centroid)  # unseen keypoints move along
         t.keypoints[seen] = animal[seen, :2]
         t.centroid, t.scale, t.last = t.kalman.x[:2].copy(), 0.8 * t.scale + 0.2 * scale, frame
+        if t.covers >= frame:
+            t.trail.append((frame, centroid))
         if len(t.early) < _EARLY:
             t.early.append((frame, centroid))
         self._observe(t, animal, row, alone)
@@ -311,6 +349,24 @@ class Linker:
         size = _body_size(animal) if alone else None  # alone: nobody else near, seen or lost
         if size is not None and len(t.sizes) < _SIZE_MEMORY:
             t.sizes.append(size)
+
+
+def _slid(t: Tracklet, frame: int, here: np.ndarray, there: np.ndarray) -> int:
+    """Where the covering tracklet ``t`` parts into two animals, one ``here`` (its detection's
+    own link) and one ``there``: the first frame of its last sightings that lie nearer the way
+    from the animal lost under it to ``here`` than the way from where ``t`` was when they met to
+    ``there`` (both taken straight, at even speed): from then on, its one detection of two
+    animals was the one that comes out ``here``. -1 where its last sighting was not."""
+    if t.met is None or t.under is None:
+        return -1
+    start, home = t.met[:2]
+    slid = -1
+    for f, xy in reversed(t.trail):
+        w = (f - start) / max(1, frame - start)
+        if np.linalg.norm(xy - ((1 - w) * t.under + w * here)) >= np.linalg.norm(xy - ((1 - w) * home + w * there)):
+            break
+        slid = f
+    return slid
 
 
 # -- pass 2: stitching ---------------------------------------------------------------------------------
@@ -601,6 +657,8 @@ def track(read: Callable[[], Iterable[Poses]], individuals: list[str], settings:
     names = stitch(linker.tracklets, len(individuals), settings)
     # each tracklet's first frame written: a tracklet that began beside another animal skips its first
     first = np.array([t.start + int(settings.min_length > 1 and t.born_crowded) for t in linker.tracklets] or [0])
+    slid = np.array([t.slid if t.slid >= 0 else np.iinfo(np.int64).max for t in linker.tracklets] or [0])
+    heir = np.array([t.heir for t in linker.tracklets] or [0])
     chunks = iter(rows)
     for chunk in read():
         ids = next(chunks, None)
@@ -608,8 +666,10 @@ def track(read: Callable[[], Iterable[Poses]], individuals: list[str], settings:
             raise ValueError("the detections changed between the two tracking passes; track them again")
         coords = np.full((len(chunk), len(individuals), *chunk.coords.shape[2:]), np.nan, np.float32)
         frame, row = np.nonzero(ids >= 0)
-        who = names[ids[frame, row]]
-        keep = (who >= 0) & (chunk.frame_numbers()[frame] >= first[ids[frame, row]])
+        tracklet, at = ids[frame, row], chunk.frame_numbers()[frame]
+        tail = at >= slid[tracklet]  # rows that belong to the tracklet's heir
+        who = np.where(tail, names[heir[tracklet]], names[tracklet])
+        keep = (who >= 0) & ((at >= first[tracklet]) | tail)
         coords[frame[keep], who[keep]] = chunk.coords[frame[keep], row[keep]]
         yield Poses(coords, chunk.keypoints, list(individuals), unique=chunk.unique,
                     unique_keypoints=chunk.unique_keypoints, skeleton=chunk.skeleton,
