@@ -34,8 +34,8 @@ Tracking is deterministic: the same detections give the same names.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import groupby, zip_longest
 
@@ -64,7 +64,7 @@ _EXCHANGE_SPAN = 2  # an exchange spans at most this many changes of tracklet
 _EXCHANGE_ROUNDS = 100  # at most; a round exchanges each name once and rounds end when none gains
 _SOLID = 10  # frames: shorter tracklets are named after the others, into the gaps they leave
 _CROWD_REACH = 0.9  # animal sizes: a keypoint this near another animal's may show that one's colours
-_TRAIL = 60  # sightings of a covering tracklet kept, to see where it slid onto the other (a cover: 60 by default)
+_TRAIL = 60  # sightings of a covering tracklet kept, to see where it slid (a cover lasts 60 by default)
 
 
 @dataclass(frozen=True)
@@ -658,7 +658,7 @@ def track(read: Callable[[], Iterable[Poses]], individuals: list[str], settings:
     # each tracklet's first frame written: a tracklet that began beside another animal skips its first
     first = np.array([t.start + int(settings.min_length > 1 and t.born_crowded) for t in linker.tracklets] or [0])
     slid = np.array([t.slid if t.slid >= 0 else np.iinfo(np.int64).max for t in linker.tracklets] or [0])
-    heir = np.array([t.heir for t in linker.tracklets] or [0])
+    heir = np.array([t.heir if t.slid >= 0 else t.ident for t in linker.tracklets] or [0])
     chunks = iter(rows)
     for chunk in read():
         ids = next(chunks, None)
