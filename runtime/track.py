@@ -12,8 +12,9 @@ Two passes over the detections, in the spirit of DeepLabCut's tracklets + stitch
    frames ends. Each tracklet keeps a summary (ends, first sightings, body sizes measured when
    the animal is alone, colours (beside other animals, only of the keypoints away from theirs),
    identity votes); each detection row keeps its tracklet's number.
-   With colours, a tracklet whose animal may be two seen as one (another was lost beside it) is
-   cut where a new animal appears near it, and remembers where it was when they met; where its
+   With colours (to name the pieces by), a new animal within the gate of a tracklet cuts it
+   too, and a tracklet whose animal may be two seen as one (another was lost beside it) is cut
+   where a new animal appears near it, and remembers where it was when they met; where its
    one detection had slid from its animal onto the one that comes out beside it, the rows since
    then go to that animal's tracklet (`_slid`).
 2. Stitching (`stitch`): tracklets in order of first frame get the project's individuals, the
@@ -275,9 +276,12 @@ class Linker:
             # two animals became one: a tracklet lost just now (detections flicker) was as near
             merge = any(q != r and q not in linked_rows and self.open[q].last >= frame - _JUST_LOST
                         and cost[q, c] < near for q in range(len(self.open)))
-            # one animal became two: a new animal is as near this tracklet, or (while this
-            # tracklet's animal may be two seen as one) anywhere within the gate
-            reach = max(near, _COVER_SPLIT * s.gate) if self.open[r].covers >= frame else near
+            # one animal became two: a new animal is as near this tracklet or, with colours to
+            # name the pieces by, within the gate (within `_COVER_SPLIT` gates while this
+            # tracklet's animal may be two seen as one)
+            reach = near
+            if colours and s.colour_weight > 0:
+                reach = max(near, (_COVER_SPLIT if self.open[r].covers >= frame else 1.0) * s.gate)
             split = [b for b in range(len(found)) if b != c and b not in linked_cols and cost[r, b] < reach]
             # a lost tracklet comes back beside another: it may be that one's animal that came out
             back = self.open[r].last < frame - 1 and any(q != r and cost[q, c] < near for q in range(len(self.open)))

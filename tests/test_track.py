@@ -226,6 +226,35 @@ def test_an_animal_that_passes_close_by_is_not_taken_for_the_one_it_passed():
     assert tracking_scores(Poses(truth, KP, NAMES[:2]), every)["idf1"] >= 0.965  # 0.955 before
 
 
+def test_an_animal_that_comes_out_beside_another_cuts_its_tracklet_and_colours_name_both():
+    """A light animal walks out of sight and comes back into view beside a dark one that sat
+    still all along; just before, the dark one's detection drifted towards it (the detector mixes
+    the two), so the dark one's tracklet links on to the light one. It was carried on under the
+    dark one's name, and the dark one took the light one's (2 identity switches with the tracker
+    before); now a new animal within the gate of a tracklet cuts it, and colours name the pieces."""
+    frames = 160
+    rng = np.random.default_rng(0)
+    sitter, stop = np.array([300.0, 240.0]), np.array([320.0, 245.0])
+    truth = np.full((frames, 2, 4, 3), np.nan)
+    for f in range(frames):
+        truth[f, 0] = _animal(sitter, 0.0)
+        truth[f, 1] = _animal(np.array([min(100.0 + 3 * f, stop[0]), 250.0 - 5 * min(f, 73) / 73]), 0.0)
+    truth[40:90, 1] = np.nan  # out of sight (farther than a cover from the sitter when it went)
+    det = truth.copy()
+    for f in range(85, 90):  # the sitter's one detection drifts towards the one about to appear
+        det[f, 0, :, :2] += (f - 84) / 5 * (stop - 4 - sitter)
+    det[..., :2] += rng.normal(0, 0.5, det[..., :2].shape)
+    fur = np.array([60.0, 75.0])[None, :, None, None]  # dark, light
+    looks = np.where(np.isfinite(det[..., :1]), fur + rng.normal(0, 3, (frames, 2, 4, 3)), np.nan)
+    tracked = Poses.concat(list(track(lambda: [Poses(det, KP, ["a", "b"])], NAMES[:2],
+                                      looks=[looks.reshape(frames, 2, -1)])))
+    scores = tracking_scores(Poses(truth, KP, NAMES[:2]), tracked)
+    assert scores["switches"] == 0 and scores["idf1"] >= 0.98, scores  # 0.989; 0.516 before
+    for animal in range(2):  # the name each had at first, kept once both are seen again
+        name = int(np.argmin(np.nanmean(np.abs(tracked.xy[:40] - truth[:40, animal:animal + 1, :, :2]), (0, 2, 3))))
+        assert np.nanmax(np.abs(tracked.xy[95:, name] - truth[95:, animal, :, :2])) < 3
+
+
 def test_colours_beside_another_animal_leave_out_the_keypoints_near_it():
     """Beside another animal, a keypoint's colour square may show that one: its channels are left
     out (NaN); the keypoints away from it keep theirs."""
