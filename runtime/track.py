@@ -234,10 +234,10 @@ class Linker:
         """The animals with no other within two body sizes, seen or ``lost`` (the open tracklets
         that found no animal in this frame: theirs may be under this one): their size and colours
         are their own."""
-        lost = [(t.kalman.x[:2], t.scale) for t in lost]
+        gone = [(t.kalman.x[:2], t.scale) for t in lost]
         return {a for a, (c, size) in features.items()
                 if all(np.linalg.norm(c - c2) > 2 * max(size, size2)
-                       for c2, size2 in [v for b, v in features.items() if b != a] + lost)}
+                       for c2, size2 in [v for b, v in features.items() if b != a] + gone)}
 
     def _cost(self, t: Tracklet, animal: np.ndarray, centroid: np.ndarray) -> float:
         guess = t.keypoints + (t.kalman.x[:2] - t.centroid)  # the filter has already stepped to this frame
@@ -259,6 +259,7 @@ class Linker:
         if not self.open or not found:
             return {}, self._alone(features, self.open)
         s = self.settings
+        by_colour = colours and s.colour_weight > 0  # colours will name what is cut here
         cost = np.array([[self._cost(t, animals[a], features[a][0]) for a in found] for t in self.open])
         rows, cols = linear_sum_assignment(np.where(cost <= s.gate, cost, _BIG))
         links = [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= s.gate]
@@ -270,8 +271,9 @@ class Linker:
         # and whose colours differ: stitching can tell which is which after they part
         crossed = {i for i, (r, c) in enumerate(links) for j, (q, b) in enumerate(links)
                    if i != j and cost[r, b] + cost[q, c] < cost[r, c] + cost[q, b] + s.ambiguity
-                   and _may_differ(self.open[r], self.open[q])} if colours and s.colour_weight > 0 else set()
+                   and _may_differ(self.open[r], self.open[q])} if by_colour else set()
         for i, (r, c) in enumerate(links):
+            t, covering = self.open[r], self.open[r].covers >= frame
             near = min(cost[r, c] + s.ambiguity, 2 * s.gate)
             # two animals became one: a tracklet lost just now (detections flicker) was as near
             merge = any(q != r and q not in linked_rows and self.open[q].last >= frame - _JUST_LOST
@@ -279,22 +281,20 @@ class Linker:
             # one animal became two: a new animal is as near this tracklet or, with colours to
             # name the pieces by, within the gate (within `_COVER_SPLIT` gates while this
             # tracklet's animal may be two seen as one)
-            reach = near
-            if colours and s.colour_weight > 0:
-                reach = max(near, (_COVER_SPLIT if self.open[r].covers >= frame else 1.0) * s.gate)
+            reach = max(near, (_COVER_SPLIT if covering else 1.0) * s.gate) if by_colour else near
             split = [b for b in range(len(found)) if b != c and b not in linked_cols and cost[r, b] < reach]
             # a lost tracklet comes back beside another: it may be that one's animal that came out
-            back = self.open[r].last < frame - 1 and any(q != r and cost[q, c] < near for q in range(len(self.open)))
+            back = t.last < frame - 1 and any(q != r and cost[q, c] < near for q in range(len(self.open)))
             if merge or split or back or i in crossed:
                 slid = -1
-                if split and self.open[r].covers >= frame:
-                    self.open[r].parted = self.open[r].met
+                if split and covering:
+                    t.parted = t.met
                     other = min(split, key=lambda b: cost[r, b])
-                    slid = _slid(self.open[r], frame, features[found[c]][0], features[found[other]][0])
-                cuts.append((self.open[r], found[c], slid))
+                    slid = _slid(t, frame, features[found[c]][0], features[found[other]][0])
+                cuts.append((t, found[c], slid))
             else:
                 a = found[c]
-                out[a] = self._extend(self.open[r], frame, animals[a], a, features[a], a in alone)
+                out[a] = self._extend(t, frame, animals[a], a, features[a], a in alone)
         rowed = list(self.open)  # the cost matrix's rows, before the cut tracklets leave
         for t, a, slid in cuts:
             self.open.remove(t)
@@ -305,7 +305,7 @@ class Linker:
         # a tracklet lost just now beside a linked animal may be under it: that animal's
         # tracklet may be two animals for a while (cut where they part, with colours to name
         # the pieces; without, motion alone named such pieces worse than the whole)
-        for q, lost in enumerate(rowed if colours and s.colour_weight > 0 else []):
+        for q, lost in enumerate(rowed if by_colour else []):
             if lost.last == frame - 1 and q not in linked_rows:
                 near_c = [c for _, c in links if cost[q, c] < _COVER_REACH * s.gate]
                 if near_c:
