@@ -5,26 +5,28 @@ Two passes over the detections, in the spirit of DeepLabCut's tracklets + stitch
 1. Tracklets (`Linker`, streaming). Each open tracklet predicts its centroid with a
    constant-velocity Kalman filter and shifts its last keypoints along; a frame's animals are
    linked to tracklets by the Hungarian algorithm on a keypoint distance (in units of the
-   animal's size), with a gate. A link with a close rival is cut rather than guessed: where two
-   animals became one (a tracklet lost just now was as near), one became two (a new animal is as
-   near) or a lost tracklet comes back beside another, the tracklet ends and a new one begins,
-   so a tracklet does not run from one animal onto another. A tracklet unseen for ``max_gap``
-   frames ends. Each tracklet keeps a summary (ends, first sightings, body sizes measured when
-   the animal is alone, colours (beside other animals, only of the keypoints away from theirs),
-   identity votes); each detection row keeps its tracklet's number.
+   animal's size), with a gate and a cost for a tracklet left unlinked (`_assign`). A link
+   with a close rival is cut rather than guessed: where two animals became one (a tracklet lost
+   just now was as near), one became two (a new animal is as near) or a lost tracklet comes back
+   beside another, the tracklet ends and a new one begins, so a tracklet does not run from one
+   animal onto another. A tracklet unseen for ``max_gap`` frames ends. Each tracklet keeps a
+   summary (ends, first sightings, body sizes measured when the animal is alone, colours (beside
+   other animals, only of the keypoints away from theirs), identity votes); each detection row
+   keeps its tracklet's number.
    With colours (to name the pieces by), a new animal within the gate of a tracklet cuts it
    too, and a tracklet whose animal may be two seen as one (another was lost beside it) is cut
    where a new animal appears near it, and remembers where it was when they met; where its
    one detection had slid from its animal onto the one that comes out beside it, the rows since
    then go to that animal's tracklet (`_slid`).
 2. Stitching (`stitch`): tracklets in order of first frame get the project's individuals, the
-   ones that begin together (animals that just parted) jointly: by how well each continues a
-   name's tracklet before it (where that animal was going), by body size, by colour (where the
-   animals differ; `appearance`) and by identity votes. Tracklets of `_SOLID` frames or more are
-   named first; the brief fragments left where animals tangle then go into the gaps. Then, with
-   colours, stretches that two names hold between the frames where both change tracklets are
-   exchanged where that makes motion through both ends and colours over whole chains agree
-   better (`_exchange`): the naming in time order decided with what it had seen so far.
+   ones that begin together (within `_TOGETHER` frames: animals that just parted) jointly: by
+   how well each continues a name's tracklet before it (where that animal was going), by body
+   size, by colour (where the animals differ; `appearance`) and by identity votes. Tracklets
+   seen in `_SOLID` frames or more are named first; the brief fragments left where animals
+   tangle then go into the gaps. Then, with colours, stretches that two names hold between the
+   frames where both change tracklets are exchanged where that makes motion through both ends
+   and colours over whole chains agree better (`_exchange`): the naming in time order decided
+   with what it had seen so far.
 
 The second pass reads the detections again and writes each row under its tracklet's name (with
 ``min_length`` > 1, not those of short tracklets that met another animal, nor the first row of a
@@ -38,7 +40,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from itertools import groupby, zip_longest
+from itertools import zip_longest
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -47,7 +49,7 @@ from .poses import Poses
 
 #: Raised whenever the same detections and settings would give other tracks, so that tables
 #: tracked by an earlier posezoo are tracked again (the package version does not say so).
-REVISION = 3
+REVISION = 4
 _BIG = 1e6
 _SIZE_MEMORY = 500  # body sizes kept per tracklet and per individual
 _SIZE_SAMPLES = 5  # fewer and a body size says too little
@@ -63,8 +65,10 @@ _COVER_SPLIT = 2.0  # ... and a new animal this many gates near cuts it where th
 _EXCHANGE_GAIN = 1.0  # a smaller gain is no reason to overturn the naming in time order
 _EXCHANGE_SPAN = 2  # an exchange spans at most this many changes of tracklet
 _EXCHANGE_ROUNDS = 100  # at most; a round exchanges each name once and rounds end when none gains
-_SOLID = 10  # frames: shorter tracklets are named after the others, into the gaps they leave
+_SOLID = 10  # sightings: tracklets with fewer are named after the others, into the gaps they leave
 _CROWD_REACH = 0.9  # animal sizes: a keypoint this near another animal's may show that one's colours
+_TOGETHER = 1  # frames: tracklets that begin this near in time are named jointly (animals that just parted)
+_UNLINKED = 0.75  # gates: the cost of leaving a tracklet unlinked in a frame (`_assign`)
 _TRAIL = 60  # sightings of a covering tracklet kept, to see where it slid (a cover lasts 60 by default)
 
 
@@ -162,6 +166,7 @@ class Tracklet:
     trail: deque[tuple[int, np.ndarray]] = field(default_factory=lambda: deque(maxlen=_TRAIL))  # since they met
     slid: int = -1  # from this frame on, its rows are those of tracklet `heir`'s animal ...
     heir: int = -1  # ... (one detection of two animals slid onto the other before they parted)
+    seen: int = 1  # frames it was seen in
 
     @property
     def velocity(self) -> np.ndarray:
@@ -261,8 +266,7 @@ class Linker:
         s = self.settings
         by_colour = colours and s.colour_weight > 0  # colours will name what is cut here
         cost = np.array([[self._cost(t, animals[a], features[a][0]) for a in found] for t in self.open])
-        rows, cols = linear_sum_assignment(np.where(cost <= s.gate, cost, _BIG))
-        links = [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= s.gate]
+        links = _assign(cost, s.gate)
         linked_rows, linked_cols = {r for r, _ in links}, {c for _, c in links}
         alone = self._alone(features, [t for q, t in enumerate(self.open) if q not in linked_rows])
         out: dict[int, Tracklet] = {}
@@ -327,6 +331,7 @@ class Linker:
         t.keypoints = t.keypoints + (t.kalman.x[:2] - t.centroid)  # unseen keypoints move along
         t.keypoints[seen] = animal[seen, :2]
         t.centroid, t.scale, t.last = t.kalman.x[:2].copy(), 0.8 * t.scale + 0.2 * scale, frame
+        t.seen += 1
         if t.covers >= frame:
             t.trail.append((frame, centroid))
         if len(t.early) < _EARLY:
@@ -353,6 +358,17 @@ class Linker:
         size = _body_size(animal) if alone else None  # alone: nobody else near, seen or lost
         if size is not None and len(t.sizes) < _SIZE_MEMORY:
             t.sizes.append(size)
+
+
+def _assign(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
+    """Links (tracklet row, animal column) of least total cost within ``gate``, where leaving a
+    tracklet unlinked costs `_UNLINKED` gates: not simply as many links as possible (a lost
+    fragment's fair link and its neighbour's fair link to another animal would otherwise beat
+    the neighbour's near-perfect link to the fragment's animal)."""
+    n = len(cost)
+    unlinked = np.where(np.eye(n, dtype=bool), _UNLINKED * gate, _BIG)
+    rows, cols = linear_sum_assignment(np.hstack([np.where(cost <= gate, cost, _BIG), unlinked]))
+    return [(r, c) for r, c in zip(rows, cols) if c < cost.shape[1] and cost[r, c] <= gate]
 
 
 def _slid(t: Tracklet, frame: int, here: np.ndarray, there: np.ndarray) -> int:
@@ -479,10 +495,10 @@ class _Names:
 
 
 def _name_in_order(tracklets: list[Tracklet], names: _Names, out: np.ndarray, s: TrackerSettings) -> None:
-    """Name ``tracklets`` in order of first frame, those that begin together jointly (Hungarian)."""
+    """Name ``tracklets`` in order of first frame, those that begin together (`_together`) jointly
+    (Hungarian)."""
     n = len(names.held)
-    for _, begun in groupby(sorted(tracklets, key=lambda t: (t.start, t.ident)), key=lambda t: t.start):
-        group = list(begun)
+    for group in _together(sorted(tracklets, key=lambda t: (t.start, t.ident))):
         cost = np.full((len(group), n), _BIG)
         for r, t in enumerate(group):
             for name in range(n):
@@ -499,6 +515,19 @@ def _name_in_order(tracklets: list[Tracklet], names: _Names, out: np.ndarray, s:
             if cost[r, name] < _BIG:
                 out[group[r].ident] = name
                 names.give(name, group[r])
+
+
+def _together(tracklets: list[Tracklet]) -> Iterator[list[Tracklet]]:
+    """Tracklets (in order of first frame) in groups that begin within `_TOGETHER` frames of
+    the group's first."""
+    group: list[Tracklet] = []
+    for t in tracklets:
+        if group and t.start - group[0].start > _TOGETHER:
+            yield group
+            group = []
+        group.append(t)
+    if group:
+        yield group
 
 
 def _may_differ(a: Tracklet, b: Tracklet) -> bool:
@@ -618,21 +647,20 @@ def stitch(tracklets: list[Tracklet], n_individuals: int, settings: TrackerSetti
     (more animals than individuals: a false detection, most likely) or shorter than
     ``settings.min_length`` frames where it met another animal.
 
-    In order of first frame; the tracklets that begin in one frame (animals that just parted)
+    In order of first frame; the tracklets that begin together (animals that just parted)
     are named together, by the Hungarian algorithm over the names free then: a name's cost is how
     badly the tracklet continues the name's tracklet before it, how unlike their body sizes and
     colours are, less the identity head's votes. A name nobody held yet costs `_NEW_NAME`, so
-    names go in order of first appearance. Two rounds: tracklets of `_SOLID` frames or more
-    first, then the brief ones (where animals tangle) into the gaps left: a brief fragment that
-    took a name first would keep that name from the animal that comes out of the tangle. Then,
+    names go in order of first appearance. Two rounds: tracklets seen in `_SOLID` frames or
+    more first, then the brief ones (where animals tangle) into the gaps left: a brief fragment
+    that took a name first would keep that name from the animal that comes out of the tangle. Then,
     where tracklets carry colours, stretches of two names are exchanged where that agrees better
     with motion and colours seen over whole chains (`_exchange`)."""
     s = settings
     names = _Names(n_individuals)
     out = np.full(len(tracklets), -1, np.int64)
-    solid = [t for t in tracklets if t.last - t.start + 1 >= _SOLID]
-    _name_in_order(solid, names, out, s)
-    _name_in_order([t for t in tracklets if t.last - t.start + 1 < _SOLID], names, out, s)
+    _name_in_order([t for t in tracklets if t.seen >= _SOLID], names, out, s)
+    _name_in_order([t for t in tracklets if t.seen < _SOLID], names, out, s)
     if s.colour_weight > 0 and any(len(t.looks) for t in tracklets):  # motion alone: measured worse
         _exchange(tracklets, out, n_individuals, s)
     for t in tracklets:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from posezoo.runtime.poses import Poses
-from posezoo.runtime.track import Linker, Tracklet, TrackerSettings, _Colours, _Kalman, _own_colours, stitch, track
+from posezoo.runtime.track import (Linker, Tracklet, TrackerSettings, _assign, _Colours, _Kalman, _own_colours, stitch,
+                                   track)
 from posezoo.runtime.track_metrics import tracking_scores
 
 KP = ["snout", "leftear", "rightear", "tailbase"]
@@ -168,7 +169,9 @@ def test_animals_side_by_side_are_cut_apart_and_named_by_colour():
     looks = (np.repeat(fur[None, :, None], len(KP), axis=2)
              + rng.normal(0, 3, (frames, 2, len(KP), 3))).reshape(frames, 2, -1)
     scores = tracking_scores(truth, Poses.concat(list(track(lambda: [det], NAMES[:2], looks=[looks]))))
-    assert scores["idf1"] >= 0.97, scores
+    # 0.974 linking as many as possible; 0.966 since a jostle where pairing both costs more than
+    # one link and a tracklet left unlinked cuts once more (four rows of a short piece left out)
+    assert scores["switches"] == 0 and scores["idf1"] >= 0.96, scores
     blind = tracking_scores(truth, Poses.concat(list(track(lambda: [det], NAMES[:2], TrackerSettings(colour_weight=0),
                                                            looks=[looks]))))
     assert blind["idf1"] < 0.9, blind  # the case needs them
@@ -177,11 +180,40 @@ def test_animals_side_by_side_are_cut_apart_and_named_by_colour():
 def test_brief_fragments_do_not_take_the_names_of_animals_that_come_out_of_a_tangle():
     """Where animals tangle the linker leaves brief fragments; named first in time order, one
     took the name of a long-lived animal that was still to come out (IDF1 0.52, 8 switches, when
-    all tracklets were named in one round)."""
+    all tracklets were named in one round). The two animals that come out begin a frame apart:
+    named one at a time, the first took the other's name by motion (IDF1 0.71)."""
     truth = _truth(1500, seed=13)
     det = _detections(truth, seed=14, drop=0.15, noise=2.5, fp=0.03)
     scores = tracking_scores(truth, Poses.concat(list(track(lambda: [det], NAMES))))
     assert scores["idf1"] >= 0.9, scores
+
+
+def test_a_near_perfect_link_is_not_given_up_for_two_fair_ones():
+    """Costs from a tangle on a benchmark video: a fragment lost for ten frames (row 0) fits the
+    neighbour's animal fairly, the neighbour (row 1) fits it nearly perfectly and another animal
+    (just come out of the tangle) fairly. As many links as possible took both fair ones and ran
+    the neighbour's tracklet onto the other animal; the fragment stays lost instead."""
+    cost = np.array([[0.46, 1.46], [0.03, 0.36]])
+    assert _assign(cost, 1.0) == [(1, 0)]
+    assert _assign(np.array([[0.2, 1.5], [1.5, 0.3]]), 1.0) == [(0, 0), (1, 1)]  # two good links stay
+    assert _assign(np.array([[1.2]]), 1.0) == []  # beyond the gate
+
+
+def test_a_tracklet_seen_in_a_few_frames_does_not_keep_a_name_from_a_long_one():
+    """A ghost seen every third frame for 19 frames is not a tracklet to name first: named in
+    order of first frame it took the second name, and the animal that appeared while it was
+    still open found no name free for 85 frames."""
+    frames = 100
+    coords = np.full((frames, 3, 4, 3), np.nan)
+    for f in range(frames):
+        coords[f, 0] = _animal(np.array([100.0 + 2 * f, 200.0]), 0.0)
+        if f >= 15:
+            coords[f, 1] = _animal(np.array([500.0 - 2 * f, 100.0]), np.pi)
+        if f < 19 and f % 3 == 0:
+            coords[f, 2] = _animal(np.array([500.0, 400.0]), 0.0)
+    tracked = Poses.concat(list(track(lambda: [Poses(coords, KP, ["a", "b", "c"])], NAMES[:2])))
+    named = np.isfinite(tracked.coords[15:, :, :, 0]).all(-1).sum(0)  # frames each name holds an animal
+    assert (named == frames - 15).all(), named
 
 
 def test_an_animal_that_passes_close_by_is_not_taken_for_the_one_it_passed():
