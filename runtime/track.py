@@ -6,9 +6,9 @@ Two passes over the detections, in the spirit of DeepLabCut's tracklets + stitch
    constant-velocity Kalman filter and shifts its last keypoints along; a frame's animals are
    linked to tracklets by the Hungarian algorithm on a keypoint distance (in units of the
    animal's size), with a gate and a cost for a tracklet left unlinked (`_assign`). A link
-   with a close rival is cut rather than guessed: where two animals became one (a tracklet lost
-   just now was as near), one became two (a new animal is as near) or a lost tracklet comes back
-   beside another, the tracklet ends and a new one begins, so a tracklet does not run from one
+   with a close rival is cut rather than guessed: where two animals became one (a lost tracklet,
+   still open, was as near), one became two (a new animal is as near) or a lost tracklet comes
+   back beside another, the tracklet ends and a new one begins, so a tracklet does not run from one
    animal onto another. A tracklet unseen for ``max_gap`` frames ends. Each tracklet keeps a
    summary (ends, first sightings, body sizes measured when the animal is alone, colours (beside
    other animals, only of the keypoints away from theirs), identity votes); each detection row
@@ -49,13 +49,13 @@ from .poses import Poses
 
 #: Raised whenever the same detections and settings would give other tracks, so that tables
 #: tracked by an earlier posezoo are tracked again (the package version does not say so).
-REVISION = 4
+REVISION = 5
 _BIG = 1e6
+_JUST_LOST = 3  # frames: a tracklet lost this recently beside a covering one may be one more under it
 _SIZE_MEMORY = 500  # body sizes kept per tracklet and per individual
 _SIZE_SAMPLES = 5  # fewer and a body size says too little
 _SIZE_STEP = 0.1  # a 10 % difference in body size costs as much as one body size of distance
 _EARLY = 10  # first sightings of a tracklet kept, to see where it goes
-_JUST_LOST = 3  # frames: a tracklet unseen this long and near an animal may be under it
 _LOOK_NOISE = 2.0  # colour levels: no animal's colour is steadier than this
 _NEW_NAME = 2.0  # the cost of a name nobody holds yet: a poor continuation costs about this
 _UNLIKE = 1.0  # colour cost (`_look_cost`) from which two animals count as told apart
@@ -279,9 +279,13 @@ class Linker:
         for i, (r, c) in enumerate(links):
             t, covering = self.open[r], self.open[r].covers >= frame
             near = min(cost[r, c] + s.ambiguity, 2 * s.gate)
-            # two animals became one: a tracklet lost just now (detections flicker) was as near
-            merge = any(q != r and q not in linked_rows and self.open[q].last >= frame - _JUST_LOST
-                        and cost[q, c] < near for q in range(len(self.open)))
+            # two animals became one: a tracklet unseen in this frame (still open: an animal can
+            # walk out from under another a while after it was lost) was as near; where this
+            # tracklet may already cover a lost animal, only one lost just now (the cover's cut
+            # and slide where they part say the rest)
+            merge = any(q != r and q not in linked_rows and cost[q, c] < near
+                        and (not covering or self.open[q].last >= frame - _JUST_LOST)
+                        for q in range(len(self.open)))
             # one animal became two: a new animal is as near this tracklet or, with colours to
             # name the pieces by, within the gate (within `_COVER_SPLIT` gates while this
             # tracklet's animal may be two seen as one)

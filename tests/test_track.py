@@ -169,12 +169,14 @@ def test_animals_side_by_side_are_cut_apart_and_named_by_colour():
     looks = (np.repeat(fur[None, :, None], len(KP), axis=2)
              + rng.normal(0, 3, (frames, 2, len(KP), 3))).reshape(frames, 2, -1)
     scores = tracking_scores(truth, Poses.concat(list(track(lambda: [det], NAMES[:2], looks=[looks]))))
-    # 0.974 linking as many as possible; 0.966 since a jostle where pairing both costs more than
-    # one link and a tracklet left unlinked cuts once more (four rows of a short piece left out)
+    # 0.974 linking as many as possible; 0.969 since a jostle where pairing both costs more than
+    # one link and a tracklet left unlinked cuts once more (a few rows of short pieces left out)
     assert scores["switches"] == 0 and scores["idf1"] >= 0.96, scores
     blind = tracking_scores(truth, Poses.concat(list(track(lambda: [det], NAMES[:2], TrackerSettings(colour_weight=0),
                                                            looks=[looks]))))
-    assert blind["idf1"] < 0.9, blind  # the case needs them
+    # by motion alone IDF1 0.51 while only a tracklet lost in the last 3 frames cut a link; any
+    # lost tracklet still open now does, and the pieces are few enough for motion to name
+    assert blind["switches"] == 0 and blind["idf1"] >= 0.95, blind
 
 
 def test_brief_fragments_do_not_take_the_names_of_animals_that_come_out_of_a_tangle():
