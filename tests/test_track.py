@@ -153,7 +153,8 @@ def test_colours_name_animals_that_part_the_way_they_came():
 def test_animals_side_by_side_are_cut_apart_and_named_by_colour():
     """Two animals of one size walk side by side, touching and jostling, then part. Linking frame
     by frame pairs them by a guess where they touch and carried one name onto the other animal
-    (IDF1 0.51); with colours the guesses are cut instead and the pieces named by colour."""
+    (IDF1 0.51); the guesses are cut instead and the pieces named by colour (and here, with
+    fewer pieces, by motion too)."""
     frames = 160
     rng = np.random.default_rng(3)
     coords = np.full((frames, 2, 4, 3), np.nan)
