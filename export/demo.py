@@ -53,6 +53,8 @@ def run_demo(output_dir: Path, backend: str = "torch", epochs: int | None = None
     output_dir = output_dir.resolve()
     timings: dict[str, float] = {}
     with _step("1/6 synthetic DeepLabCut project and video", timings):
+        # a re-run replaces the earlier demo, whose labeled-data (of another kind) would stay
+        shutil.rmtree(output_dir / "synthetic-mouse", ignore_errors=True)
         if animals > 1:
             project_dir = make_multi_project(output_dir / "synthetic-mouse", animals=animals, overwrite=True,
                                              **DEMO_PROJECT)

@@ -73,3 +73,7 @@ def test_multi_animal_demo_runs_every_step_and_scores_the_tracks(tmp_path):
     columns = pd.read_hdf(table).columns
     assert list(columns.unique("individuals")) == ["mouse1", "mouse2", "mouse3"]
     assert (out / "analysis" / "mice1_labeled.mp4").stat().st_size > 0
+    # the single-animal demo in the same folder replaces it (the multi-animal labels went with it)
+    again = run("demo", "--epochs", "1", "--output-dir", str(out))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not (out / "synthetic-mouse" / "labeled-data" / "mice1").exists()
