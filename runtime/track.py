@@ -14,10 +14,11 @@ Two passes over the detections, in the spirit of DeepLabCut's tracklets + stitch
    other animals, only of the keypoints away from theirs), identity votes); each detection row
    keeps its tracklet's number.
    With colours (to name the pieces by), a new animal within the gate of a tracklet cuts it
-   too, and a tracklet whose animal may be two seen as one (another was lost beside it) is cut
-   where a new animal appears near it, and remembers where it was when they met; where its
-   one detection had slid from its animal onto the one that comes out beside it, the rows since
-   then go to that animal's tracklet (`_slid`).
+   too, and a tracklet whose animal may be two seen as one (another was lost beside it, or fewer
+   animals are seen than the project has) is cut where a new animal appears near it. One that
+   covers a lost tracklet remembers where it was when they met; where its one detection had slid
+   from its animal onto the one that comes out beside it, the rows since then go to that
+   animal's tracklet (`_slid`).
 2. Stitching (`stitch`): tracklets in order of first frame get the project's individuals, the
    ones that begin together (within `_TOGETHER` frames: animals that just parted) jointly: by
    how well each continues a name's tracklet before it (where that animal was going), by body
@@ -49,7 +50,7 @@ from .poses import Poses
 
 #: Raised whenever the same detections and settings would give other tracks, so that tables
 #: tracked by an earlier posezoo are tracked again (the package version does not say so).
-REVISION = 5
+REVISION = 6
 _BIG = 1e6
 _JUST_LOST = 3  # frames: a tracklet lost this recently beside a covering one may be one more under it
 _SIZE_MEMORY = 500  # body sizes kept per tracklet and per individual
@@ -265,6 +266,8 @@ class Linker:
             return {}, self._alone(features, self.open)
         s = self.settings
         by_colour = colours and s.colour_weight > 0  # colours will name what is cut here
+        # fewer animals seen last frame than the project has: the one unseen may be under any
+        hidden = sum(t.last == frame - 1 for t in self.open) < self.n
         cost = np.array([[self._cost(t, animals[a], features[a][0]) for a in found] for t in self.open])
         links = _assign(cost, s.gate)
         linked_rows, linked_cols = {r for r, _ in links}, {c for _, c in links}
@@ -288,8 +291,8 @@ class Linker:
                         for q in range(len(self.open)))
             # one animal became two: a new animal is as near this tracklet or, with colours to
             # name the pieces by, within the gate (within `_COVER_SPLIT` gates while this
-            # tracklet's animal may be two seen as one)
-            reach = max(near, (_COVER_SPLIT if covering else 1.0) * s.gate) if by_colour else near
+            # tracklet's animal may be two seen as one, or an animal is unseen)
+            reach = max(near, (_COVER_SPLIT if covering or hidden else 1.0) * s.gate) if by_colour else near
             split = [b for b in range(len(found)) if b != c and b not in linked_cols and cost[r, b] < reach]
             # a lost tracklet comes back beside another: it may be that one's animal that came out
             back = t.last < frame - 1 and any(q != r and cost[q, c] < near for q in range(len(self.open)))

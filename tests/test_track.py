@@ -290,6 +290,36 @@ def test_an_animal_that_comes_out_beside_another_cuts_its_tracklet_and_colours_n
         assert np.nanmax(np.abs(tracked.xy[95:, name] - truth[95:, animal, :, :2])) < 3
 
 
+def test_an_animal_unseen_for_long_that_comes_out_beside_another_cuts_its_tracklet():
+    """A light animal goes unseen for 60 frames (no tracklet of it is open any more) and walks up
+    to a dark one that sits still; the detector sees one animal where they touch, and that
+    detection slides onto the light one as it walks on. The dark one is seen again about 1.5
+    gates from its tracklet: not within the gate, so its tracklet ran on with the light one and
+    the dark one took the light one's name. While fewer animals are seen than the project has, a
+    new animal within `_COVER_SPLIT` gates of a tracklet cuts it (as where a tracklet covers a
+    lost one), and colours name the pieces."""
+    frames, back = 160, 118  # the sitter is seen again at frame 118
+    rng = np.random.default_rng(1)
+    truth = np.full((frames, 2, 4, 3), np.nan)
+    for f in range(frames):
+        truth[f, 0] = _animal(np.array([300.0, 240.0]), 0.0)
+        truth[f, 1] = _animal(np.array([100.0 + 2 * f, 250.0]), 0.0)  # level with the sitter at frame 100
+    det = truth.copy()
+    det[30:back, 1] = np.nan  # the walker unseen (far from the sitter when it went)
+    fur = np.tile([60.0, 75.0], (frames, 1))  # dark, light
+    for f in range(92, back):  # one detection of two, sliding from the sitter onto the walker
+        w = min(1.0, (f - 91) / 9)
+        det[f, 0] = (1 - w) * truth[f, 0] + w * truth[f, 1]
+        fur[f, 0] = 60.0 if w < 0.5 else 75.0
+    det[..., :2] += rng.normal(0, 0.5, det[..., :2].shape)
+    looks = np.where(np.isfinite(det[..., :1]), fur[..., None, None] + rng.normal(0, 3, (frames, 2, 4, 3)), np.nan)
+    tracked = Poses.concat(list(track(lambda: [Poses(det, KP, ["a", "b"])], NAMES[:2],
+                                      looks=[looks.reshape(frames, 2, -1)])))
+    for animal in range(2):  # the name each had at first, kept once both are seen again
+        name = int(np.argmin(np.nanmean(np.abs(tracked.xy[:30] - truth[:30, animal:animal + 1, :, :2]), (0, 2, 3))))
+        assert np.nanmax(np.abs(tracked.xy[back + 1:, name] - truth[back + 1:, animal, :, :2])) < 3
+
+
 def test_colours_beside_another_animal_leave_out_the_keypoints_near_it():
     """Beside another animal, a keypoint's colour square may show that one: its channels are left
     out (NaN); the keypoints away from it keep theirs."""
