@@ -71,7 +71,7 @@ _SOLID = 10  # sightings: tracklets with fewer are named after the others, into 
 _CROWD_REACH = 0.9  # animal sizes: a keypoint this near another animal's may show that one's colours
 _TOGETHER = 1  # frames: tracklets that begin this near in time are named jointly (animals that just parted)
 _UNLINKED = 0.75  # gates: the cost of leaving a tracklet unlinked in a frame (`_assign`)
-_DOUBT = 5  # frames: a tracklet's rows this near where an unseen animal came out beside it (`Tracklet.doubt`)
+_DOUBT = 5  # frames: the rows of a tracklet this near its cut where an unseen animal came out beside it are doubtful
 _TRAIL = 60  # sightings of a covering tracklet kept, to see where it slid (a cover lasts 60 by default)
 
 

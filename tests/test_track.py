@@ -293,7 +293,7 @@ def test_an_animal_that_comes_out_beside_another_cuts_its_tracklet_and_colours_n
 def test_an_animal_unseen_for_long_that_comes_out_beside_another_cuts_its_tracklet():
     """A light animal goes unseen for 60 frames (no tracklet of it is open any more) and walks up
     to a dark one that sits still; the detector sees one animal where they touch, and that
-    detection slides onto the light one as it walks on. The dark one is seen again about 1.5
+    detection slides onto the light one as it walks on. The dark one is seen again 1.7
     gates from its tracklet: not within the gate, so its tracklet ran on with the light one and
     the dark one took the light one's name. While fewer animals are seen than the project has, a
     new animal within `_COVER_SPLIT` gates of a tracklet cuts it (as where a tracklet covers a
